@@ -1,0 +1,109 @@
+"""Where things live in the warehouse: the one place landing and history paths are built.
+
+Layout (hive ``key=value`` partitions, relative to the warehouse root)::
+
+    landing/model=<m>/date=YYYY-MM-DD/hour=HH/<replica>-<seq>-<uuid8>.parquet
+    drift/model=<m>/date=YYYY-MM-DD/window-<id>.parquet
+    _staging/<name>.tmp                  (temp files, outside every scanned tree)
+    _state/model=<m>/<name>              (analytics checkpoints)
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from ingest.errors import ConfigError
+
+LANDING = "landing"
+DRIFT = "drift"
+STAGING = "_staging"
+STATE = "_state"
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_FILE_RE = re.compile(
+    r"^model=(?P<model>[^/]+)/date=(?P<date>\d{4}-\d{2}-\d{2})/hour=(?P<hour>\d{2})/"
+    r"(?P<replica>.+)-(?P<seq>\d{12})-(?P<uid>[0-9a-f]{8})\.parquet$"
+)
+
+
+def check_name(kind: str, value: str) -> str:
+    """Return ``value`` if it is safe as a path segment and a label, else raise ConfigError.
+
+    Model and replica names end up in paths and Prometheus labels, so they are limited to
+    letters, digits, ``_``, ``.`` and ``-`` (at most 100 characters, not starting with a dot).
+    """
+    if not _NAME_RE.match(value):
+        raise ConfigError(
+            f"{kind} name {value!r} is not usable: expected 1-100 characters from "
+            "[A-Za-z0-9_.-] not starting with '.' or '-'; rename it"
+        )
+    return value
+
+
+def partition_of(model: str, ts: datetime) -> str:
+    """Return the landing partition (relative dir) holding rows of ``model`` stamped ``ts``."""
+    ts = ts.astimezone(UTC)
+    return f"{LANDING}/model={model}/date={ts:%Y-%m-%d}/hour={ts:%H}"
+
+
+def hour_partition(model: str, hour_start_us: int) -> str:
+    """Return the landing partition for the UTC hour starting at ``hour_start_us``."""
+    return partition_of(model, datetime.fromtimestamp(hour_start_us / 1e6, tz=UTC))
+
+
+def landing_file_name(replica: str, seq: int) -> str:
+    """Return a new, writer-unique landing file name ``<replica>-<seq>-<uuid8>.parquet``."""
+    return f"{replica}-{seq:012d}-{uuid.uuid4().hex[:8]}.parquet"
+
+
+def model_landing_dir(model: str) -> str:
+    """Return the landing directory of one model (relative to the warehouse root)."""
+    return f"{LANDING}/model={model}"
+
+
+def drift_dir(model: str) -> str:
+    """Return the drift-history directory of one model."""
+    return f"{DRIFT}/model={model}"
+
+
+def drift_window_path(model: str, window_end: datetime, window_id: int) -> str:
+    """Return the history file of one window; the id makes rewriting a window idempotent."""
+    day = f"{window_end.astimezone(UTC):%Y-%m-%d}"
+    return f"{drift_dir(model)}/date={day}/window-{window_id:010d}.parquet"
+
+
+def state_path(model: str, name: str) -> str:
+    """Return the path of a small state object (a checkpoint) of one model."""
+    return f"{STATE}/model={model}/{check_name('state', name)}"
+
+
+@dataclass(frozen=True)
+class LandingPath:
+    """The parts of a landing file's relative path."""
+
+    model: str
+    date: str
+    hour: int
+    replica: str
+    seq: int
+
+    @property
+    def partition(self) -> str:
+        return f"{LANDING}/model={self.model}/date={self.date}/hour={self.hour:02d}"
+
+
+def parse_landing_path(rel: str) -> LandingPath | None:
+    """Parse a landing file path relative to ``landing/``; None if it is not one of ours."""
+    m = _FILE_RE.match(rel)
+    if m is None:
+        return None
+    return LandingPath(
+        model=m["model"],
+        date=m["date"],
+        hour=int(m["hour"]),
+        replica=m["replica"],
+        seq=int(m["seq"]),
+    )

@@ -1,0 +1,157 @@
+"""The warehouse's storage seam: every landing, history and state byte goes through here.
+
+The warehouse is named by a URL (a plain path or ``file://`` by default). Everything else
+in driftlake asks this module for files; only here do we know that publishing on a local
+filesystem is write-to-staging + rename, so an object store can replace it later.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from ingest import paths
+from ingest.errors import ConfigError, LandingError
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file in the warehouse: path relative to the root, size and modification time."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+
+class Warehouse:
+    """A warehouse root on a filesystem.
+
+    Parameters
+    ----------
+    url
+        ``/some/dir``, ``./warehouse`` or ``file:///some/dir``. The directory is created.
+
+    Example
+    -------
+    >>> wh = Warehouse("/tmp/wh-doc")
+    >>> wh.uri("landing")
+    '/tmp/wh-doc/landing'
+    """
+
+    def __init__(self, url: str | os.PathLike[str]) -> None:
+        url = os.fspath(url)
+        if "://" in url and not url.startswith("file://"):
+            raise ConfigError(
+                f"warehouse URL {url!r} is not supported yet: expected a local path or file:// URL"
+            )
+        root = url.removeprefix("file://")
+        self.root = str(Path(root).expanduser().resolve())
+        self.url = url
+        self.fs: pafs.FileSystem = pafs.LocalFileSystem()
+        try:
+            self.fs.create_dir(self.root, recursive=True)
+        except OSError as exc:
+            raise LandingError(f"cannot create warehouse root {self.root}: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"Warehouse({self.root!r})"
+
+    def __reduce__(self):  # pickles by URL so Dask workers open the same warehouse
+        return (Warehouse, (self.url,))
+
+    def uri(self, rel: str) -> str:
+        """Return the absolute location of ``rel`` (a path Polars, pyarrow and DuckDB read)."""
+        return f"{self.root}/{rel}" if rel else self.root
+
+    def _staging_file(self, rel: str) -> str:
+        name = rel.replace("/", "__")[-120:]
+        return self.uri(f"{paths.STAGING}/{uuid.uuid4().hex[:12]}-{name}.tmp")
+
+    def publish_table(
+        self,
+        table: pa.Table,
+        rel: str,
+        *,
+        compression: str = "zstd",
+        compression_level: int | None = 1,
+        row_group_size: int | None = None,
+    ) -> StoredFile:
+        """Write ``table`` as Parquet at ``rel`` so that readers see all of it or nothing.
+
+        The temp file lives under ``_staging/`` (outside every scanned tree, same volume)
+        and is moved into place with an atomic rename.
+        """
+        tmp = self._staging_file(rel)
+        dest = self.uri(rel)
+        try:
+            self.fs.create_dir(os.path.dirname(tmp), recursive=True)
+            self.fs.create_dir(os.path.dirname(dest), recursive=True)
+            pq.write_table(
+                table,
+                tmp,
+                compression=compression,
+                compression_level=compression_level,
+                row_group_size=row_group_size,
+                filesystem=self.fs,
+            )
+            self.fs.move(tmp, dest)
+        except OSError as exc:
+            self._discard(tmp)
+            raise LandingError(f"cannot publish {rel}: {exc}") from exc
+        info = self.fs.get_file_info(dest)
+        return StoredFile(rel, info.size, info.mtime_ns or 0)
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        """Replace the small object at ``rel`` atomically (write temp, fsync, rename)."""
+        tmp = self._staging_file(rel)
+        dest = self.uri(rel)
+        try:
+            os.makedirs(os.path.dirname(tmp), exist_ok=True)
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, dest)
+        except OSError as exc:
+            self._discard(tmp)
+            raise LandingError(f"cannot write {rel}: {exc}") from exc
+
+    def read_bytes(self, rel: str) -> bytes | None:
+        """Return the bytes at ``rel``, or None if there is no such file."""
+        try:
+            with open(self.uri(rel), "rb") as fh:
+                return fh.read()
+        except FileNotFoundError:
+            return None
+
+    def list_files(self, rel_dir: str, suffix: str = ".parquet") -> list[StoredFile]:
+        """List files under ``rel_dir`` (recursively) ending in ``suffix``, sorted by path."""
+        sel = pafs.FileSelector(self.uri(rel_dir), recursive=True, allow_not_found=True)
+        prefix = len(self.root) + 1
+        out = [
+            StoredFile(i.path[prefix:], i.size, i.mtime_ns or 0)
+            for i in self.fs.get_file_info(sel)
+            if i.type == pafs.FileType.File and i.path.endswith(suffix)
+        ]
+        out.sort(key=lambda f: f.path)
+        return out
+
+    def delete(self, rel: str) -> None:
+        """Delete one file; a file that is already gone is not an error."""
+        self._discard(self.uri(rel))
+
+    def _discard(self, absolute: str) -> None:
+        try:
+            self.fs.delete_file(absolute)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            if "not exist" not in str(exc).lower() and "no such file" not in str(exc).lower():
+                raise

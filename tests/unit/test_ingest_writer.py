@@ -1,0 +1,102 @@
+"""The landing writer publishes every row exactly once, atomically, in the hive layout."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+
+from ingest import LandingWriter, Warehouse, list_landing, read_keys, schema_from_columns
+
+pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
+
+SCHEMA = schema_from_columns("demo", ["a", "b"])
+
+
+def batch(n: int, start: datetime, replica: str = "r1") -> pa.RecordBatch:
+    ts = [start + timedelta(milliseconds=i) for i in range(n)]
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array(ts, pa.timestamp("us", tz="UTC")),
+            pa.array([uuid.uuid4().hex for _ in range(n)]),
+            pa.array([replica] * n),
+            pa.array(["v1"] * n),
+            pa.array([float(i) for i in range(n)]),
+            pa.array([float(-i) for i in range(n)]),
+            pa.array([1.0] * n),
+            pa.array([0.9] * n),
+        ],
+        schema=SCHEMA.arrow_schema(),
+    )
+
+
+def test_close_publishes_every_row_once_in_hive_layout(tmp_path):
+    wh = Warehouse(tmp_path / "wh")
+    writer = LandingWriter(wh, SCHEMA, "r1", flush_rows=50, flush_interval=60).start()
+    # straddles an hour boundary, so two partitions are written
+    start = datetime(2026, 11, 25, 12, 59, 59, 950_000, tzinfo=UTC)
+    for i in range(7):
+        writer.append(batch(20, start + timedelta(milliseconds=20 * i)))
+    writer.close()
+    stats = writer.stats()
+    assert stats.captured_rows == stats.flushed_rows == 140
+    assert stats.buffered_rows == 0 and stats.dropped_rows == 0
+
+    files = list_landing(wh, "demo")
+    assert {f.path.split("/")[3] for f in files} == {"hour=12", "hour=13"}
+    assert sum(read_keys(wh, f.path).height for f in files) == 140
+    # nothing left behind in staging, and every reader sees the same rows without our code
+    assert wh.list_files("_staging", suffix="") == []
+    root = wh.uri("landing")
+    lazy = pl.scan_parquet(f"{root}/**/*.parquet", hive_partitioning=True)
+    assert lazy.select(pl.len()).collect().item() == 140
+    dataset = ds.dataset(root, format="parquet", partitioning="hive")
+    assert dataset.count_rows() == 140
+    assert set(dataset.to_table(columns=["hour"])["hour"].to_pylist()) == {12, 13}
+    con = duckdb.connect()
+    n = con.execute(
+        f"select count(distinct request_id) from read_parquet('{root}/**/*.parquet', "
+        "hive_partitioning=true) where model='demo'"
+    ).fetchone()[0]
+    assert n == 140
+
+
+def test_interval_flush_publishes_without_close(tmp_path):
+    wh = Warehouse(tmp_path / "wh")
+    writer = LandingWriter(wh, SCHEMA, "r1", flush_rows=10_000, flush_interval=0.2).start()
+    writer.append(batch(5, datetime.now(UTC)))
+    deadline = datetime.now() + timedelta(seconds=10)
+    while writer.stats().flushed_rows < 5 and datetime.now() < deadline:
+        writer._wake.wait(0.05)
+    assert writer.stats().flushed_rows == 5
+    writer.close()
+
+
+def test_full_buffer_drops_and_counts(tmp_path):
+    wh = Warehouse(tmp_path / "wh")
+    writer = LandingWriter(wh, SCHEMA, "r1", flush_rows=10_000, max_buffer_rows=30)
+    assert writer.append(batch(20, datetime.now(UTC)))
+    assert not writer.append(batch(20, datetime.now(UTC)))
+    stats = writer.stats()
+    assert (stats.captured_rows, stats.dropped_rows, stats.buffered_rows) == (20, 20, 20)
+    writer.close()
+    assert writer.stats().flushed_rows == 20
+
+
+def test_failed_flush_keeps_rows_and_retries(tmp_path):
+    wh = Warehouse(tmp_path / "wh")
+    writer = LandingWriter(wh, SCHEMA, "r1", flush_rows=10_000, flush_interval=60)
+    writer.append(batch(10, datetime.now(UTC)))
+    landing = tmp_path / "wh" / "landing"
+    landing.write_text("a file where the landing directory should be")
+    with pytest.raises(Exception, match="flush of 10 rows failed"):
+        writer.flush()
+    assert writer.stats().buffered_rows == 10 and writer.stats().failed_flushes == 1
+    landing.unlink()
+    assert writer.flush() == 10
+    assert sum(read_keys(wh, f.path).height for f in list_landing(wh, "demo")) == 10
