@@ -12,6 +12,7 @@ from ingest.errors import (
     LandingError,
     SchemaError,
 )
+from ingest.quarantine import list_quarantined, quarantine
 from ingest.reader import (
     LandingFile,
     RowSelection,
@@ -58,7 +59,9 @@ __all__ = [
     "Warehouse",
     "WriterStats",
     "list_landing",
+    "list_quarantined",
     "load_reference",
+    "quarantine",
     "read_keys",
     "read_rows",
     "scan_landing",

@@ -54,6 +54,15 @@ def hour_partition(model: str, hour_start_us: int) -> str:
     return partition_of(model, datetime.fromtimestamp(hour_start_us / 1e6, tz=UTC))
 
 
+def partition_hour_us(partition: str) -> int:
+    """Return the start (µs since epoch) of the hour a landing partition path holds."""
+    m = re.search(r"date=(\d{4}-\d{2}-\d{2})/hour=(\d{2})", partition)
+    if m is None:
+        raise ValueError(f"{partition!r} is not a landing hour partition")
+    start = datetime.strptime(f"{m[1]} {m[2]}", "%Y-%m-%d %H").replace(tzinfo=UTC)
+    return int(start.timestamp()) * 1_000_000
+
+
 def landing_file_name(replica: str, seq: int) -> str:
     """Return a new, writer-unique landing file name ``<replica>-<seq>-<uuid8>.parquet``."""
     return f"{replica}-{seq:012d}-{uuid.uuid4().hex[:8]}.parquet"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import polars as pl
 import pyarrow as pa
@@ -34,14 +35,33 @@ class RowSelection:
     rows: tuple[int, ...]
 
 
-def list_landing(warehouse: Warehouse, model: str) -> list[LandingFile]:
-    """List a model's published landing files, sorted by path."""
+def list_landing(
+    warehouse: Warehouse, model: str, since_us: int | None = None
+) -> list[LandingFile]:
+    """List a model's published landing files, sorted by path.
+
+    With ``since_us``, partitions of hours that ended at or before it are not even listed,
+    so a long-running job does not walk weeks of history every cycle.
+    """
+    base = paths.model_landing_dir(model)
+    since = (
+        None
+        if since_us is None
+        else datetime.fromtimestamp(since_us / 1e6, tz=UTC).strftime("%Y-%m-%d/%H")
+    )
     out = []
     prefix = len(paths.LANDING) + 1
-    for f in warehouse.list_files(paths.model_landing_dir(model)):
-        parsed = paths.parse_landing_path(f.path[prefix:])
-        if parsed is not None:
-            out.append(LandingFile(f.path, parsed.replica, f.size))
+    for date_dir in warehouse.list_dirs(base):
+        if since is not None and date_dir.removeprefix("date=") < since[:10]:
+            continue
+        for hour_dir in warehouse.list_dirs(f"{base}/{date_dir}"):
+            key = f"{date_dir.removeprefix('date=')}/{hour_dir.removeprefix('hour=')}"
+            if since is not None and key < since:
+                continue
+            for f in warehouse.list_files(f"{base}/{date_dir}/{hour_dir}"):
+                parsed = paths.parse_landing_path(f.path[prefix:])
+                if parsed is not None:
+                    out.append(LandingFile(f.path, parsed.replica, f.size))
     return out
 
 

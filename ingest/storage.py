@@ -143,6 +143,22 @@ class Warehouse:
         out.sort(key=lambda f: f.path)
         return out
 
+    def list_dirs(self, rel_dir: str) -> list[str]:
+        """List the names of the directories directly under ``rel_dir``, sorted."""
+        sel = pafs.FileSelector(self.uri(rel_dir), recursive=False, allow_not_found=True)
+        return sorted(
+            i.base_name for i in self.fs.get_file_info(sel) if i.type == pafs.FileType.Directory
+        )
+
+    def move(self, rel: str, dest_rel: str) -> None:
+        """Move a file within the warehouse (an atomic rename on one volume)."""
+        dest = self.uri(dest_rel)
+        try:
+            self.fs.create_dir(os.path.dirname(dest), recursive=True)
+            self.fs.move(self.uri(rel), dest)
+        except OSError as exc:
+            raise LandingError(f"cannot move {rel} to {dest_rel}: {exc}") from exc
+
     def delete(self, rel: str) -> None:
         """Delete one file; a file that is already gone is not an error."""
         self._discard(self.uri(rel))

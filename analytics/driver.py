@@ -1,0 +1,279 @@
+"""The analytics driver: plan windows from landing keys, test them on Dask, record, publish.
+
+One cycle: list new landing files, read only their keys, advance the watermark, cut the
+final rows into windows, run each window as a Dask task (the task reads the rows and writes
+the window's history), push the latest state, and only then write the checkpoint. A crash
+at any point repeats at most the windows whose checkpoint was not yet written, and those
+rewrite the same history files: no window is skipped, none is counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+
+import polars as pl
+from distributed import Client, Future
+
+from analytics.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from analytics.detect import DetectConfig, WindowResult, WindowSpec, run_window
+from analytics.failpoints import failpoint
+from analytics.profile import ReferenceProfile, build_profile
+from analytics.publish import CycleState, Publisher
+from analytics.settings import AnalyticsSettings
+from analytics.windows import plan_windows, watermark
+from ingest import (
+    CorruptFileError,
+    LandingError,
+    Warehouse,
+    list_landing,
+    load_reference,
+    quarantine,
+    read_keys,
+)
+from ingest.paths import drift_dir
+
+log = logging.getLogger("driftlake.analytics.driver")
+HOUR_US = 3_600_000_000
+_WINDOW_FILE = re.compile(r"window-(\d+)\.parquet$")
+
+
+@dataclass(frozen=True)
+class CycleReport:
+    """What one cycle did."""
+
+    new_files: int
+    new_rows: int
+    watermark_us: int
+    windows: tuple[WindowResult, ...]
+    pending_rows: int
+    seconds: float
+    pushed: bool | None = None
+    quarantined: tuple[str, ...] = field(default_factory=tuple)
+
+
+class Driver:
+    """Runs analytics cycles for one model against a Dask client.
+
+    Parameters
+    ----------
+    settings
+        The job's settings (window size, correction, warehouse, ...).
+    client
+        A connected Dask client; windows are tested on its workers.
+    profile
+        The reference profile; built from ``settings.reference_path`` when omitted.
+    """
+
+    def __init__(
+        self,
+        settings: AnalyticsSettings,
+        client: Client,
+        profile: ReferenceProfile | None = None,
+    ) -> None:
+        self.settings = settings
+        self.client = client
+        self.model = settings.model_name
+        self.warehouse = Warehouse(settings.warehouse)
+        if profile is None:
+            reference = load_reference(settings.reference_path, self.model, label=settings.label)
+            profile = build_profile(reference, monitor_prediction=settings.monitor_prediction)
+        self.profile = profile
+        self.config = DetectConfig(
+            alpha=settings.alpha,
+            correction=settings.correction,
+            drift_share=settings.drift_share,
+            ks_method=settings.ks_method,
+        )
+        self.publisher = (
+            Publisher(settings.pushgateway, settings.push_timeout) if settings.pushgateway else None
+        )
+        self.checkpoint = load_checkpoint(self.warehouse, self.model)
+        self.cycle_errors = 0
+        self.last_result: WindowResult | None = None
+        self._profile_future: Future | None = None
+        self._drop_uncommitted_history()
+
+    # -- recovery -----------------------------------------------------------------------
+    def _drop_uncommitted_history(self) -> None:
+        """Delete history of windows past the checkpoint: a crash left them, they are redone."""
+        for f in self.warehouse.list_files(drift_dir(self.model)):
+            m = _WINDOW_FILE.search(f.path)
+            if m and int(m.group(1)) >= self.checkpoint.next_window_id:
+                self.warehouse.delete(f.path)
+                log.info("event=history_rolled_back path=%s", f.path)
+
+    def _profile_on_cluster(self) -> Future:
+        # Scattered once and reused; re-sent only if the cluster lost every copy.
+        if self._profile_future is None or self._profile_future.status != "finished":
+            self._profile_future = self.client.scatter(self.profile, broadcast=True, hash=False)
+        return self._profile_future
+
+    # -- one cycle ----------------------------------------------------------------------
+    def run_cycle(self, now: float | None = None) -> CycleReport:
+        """Run one cycle; ``now`` (epoch seconds) defaults to the wall clock."""
+        started = time.perf_counter()
+        now_us = int((time.time() if now is None else now) * 1e6)
+        cp = self.checkpoint
+        files = list_landing(self.warehouse, self.model, since_us=cp.sealed_before_us or None)
+        new_keys, new_files, bad = [], [], []
+        for f in files:
+            part, name = f.path.rsplit("/", 1)
+            if name in cp.seen.get(part, ()):
+                continue
+            try:
+                keys = read_keys(self.warehouse, f.path)
+            except CorruptFileError as exc:
+                quarantine(self.warehouse, f.path, exc.reason)
+                bad.append(f.path)
+                continue
+            new_files.append(f.path)
+            new_keys.append(keys.with_columns(pl.lit(f.path).alias("file")))
+        pending = pl.concat([cp.pending, *[k.select(cp.pending.columns) for k in new_keys]])
+        high = dict(cp.replica_high_us)
+        if new_keys:
+            latest = pl.concat(new_keys).group_by("replica").agg(pl.col("ts").max()).iter_rows()
+            for replica, ts in latest:
+                high[replica] = max(high.get(replica, ts), ts)
+        wm = watermark(high, now_us, int(self.settings.max_lateness * 1e6))
+        plans, remaining = plan_windows(
+            pending, wm, self.settings.window_size, cp.next_window_id, cp.cursor
+        )
+        limit = self.settings.max_windows_per_cycle
+        if limit and len(plans) > limit:
+            # catching up: later windows wait for the next cycle, keeping cycles short
+            remaining = pl.concat([*(p.keys for p in plans[limit:]), remaining])
+            plans = plans[:limit]
+        failpoint("planned")
+        specs = [
+            WindowSpec(
+                model=self.model,
+                window_id=p.window_id,
+                selections=tuple(p.selections()),
+                start_us=p.start_us,
+                end_us=p.end_us,
+                first_request_id=str(p.keys["request_id"][0]),
+                last_request_id=str(p.keys["request_id"][-1]),
+                rows=p.rows,
+                replicas=p.replicas,
+                late_rows=p.late_rows,
+            )
+            for p in plans
+        ]
+        results: list[WindowResult] = []
+        if specs:
+            profile = self._profile_on_cluster()
+            futures = self.client.map(
+                run_window,
+                [self.warehouse] * len(specs),
+                specs,
+                profile=profile,
+                config=self.config,
+                pure=False,
+                retries=2,
+            )
+            results = self.client.gather(futures)
+
+        failpoint("history_written")
+        # Results are durable (each task published its history file): now advance.
+        nxt = Checkpoint(
+            next_window_id=cp.next_window_id + len(plans),
+            cursor=plans[-1].end_key if plans else cp.cursor,
+            seen={k: set(v) for k, v in cp.seen.items()},
+            sealed_before_us=cp.sealed_before_us,
+            replica_high_us=high,
+            pending=remaining,
+            windows_total=cp.windows_total + len(results),
+            drifted_windows_total=cp.drifted_windows_total + sum(r.dataset_drift for r in results),
+            rows_tested_total=cp.rows_tested_total + sum(p.rows for p in plans),
+            late_rows_total=cp.late_rows_total + sum(p.late_rows for p in plans),
+            last_drift_us=max(
+                [r.spec.end_us for r in results if r.dataset_drift]
+                + ([cp.last_drift_us] if cp.last_drift_us else []),
+                default=None,
+            ),
+            quarantined_total=cp.quarantined_total + len(bad),
+        )
+        for path in [*new_files, *bad]:
+            part, name = path.rsplit("/", 1)
+            nxt.seen.setdefault(part, set()).add(name)
+        self._seal(nxt, wm)
+        save_checkpoint(self.warehouse, self.model, nxt)
+        self.checkpoint = nxt
+        failpoint("checkpoint_saved")
+        if results:
+            self.last_result = results[-1]
+        elapsed = time.perf_counter() - started
+        pushed = self._push(elapsed, now_us - wm)
+        report = CycleReport(
+            new_files=len(new_files),
+            new_rows=sum(k.height for k in new_keys),
+            watermark_us=wm,
+            windows=tuple(results),
+            pending_rows=remaining.height,
+            seconds=elapsed,
+            pushed=pushed,
+            quarantined=tuple(bad),
+        )
+        log.info(
+            "event=cycle new_files=%d new_rows=%d windows=%d drifted=%d pending=%d seconds=%.3f",
+            report.new_files,
+            report.new_rows,
+            len(results),
+            sum(r.dataset_drift for r in results),
+            report.pending_rows,
+            elapsed,
+        )
+        return report
+
+    def _seal(self, cp: Checkpoint, wm: int) -> None:
+        """Stop tracking hour partitions that closed ``seal_after`` before the watermark."""
+        boundary = (wm - int(self.settings.seal_after * 1e6)) // HOUR_US * HOUR_US
+        if boundary <= cp.sealed_before_us:
+            return
+        cp.sealed_before_us = boundary
+        for part in list(cp.seen):
+            # partition names end in date=YYYY-MM-DD/hour=HH
+            stamp = part.rsplit("date=", 1)[1].replace("/hour=", "T") + ":00:00+00:00"
+            if (
+                pl.Series([stamp]).str.to_datetime("%Y-%m-%dT%H:%M:%S%z").dt.epoch("us")[0]
+                < boundary
+            ):
+                del cp.seen[part]
+
+    def _push(self, cycle_seconds: float, lag_us: int) -> bool | None:
+        if self.publisher is None:
+            return None
+        cp = self.checkpoint
+        state = CycleState(
+            windows_total=cp.windows_total,
+            drifted_windows_total=cp.drifted_windows_total,
+            rows_tested_total=cp.rows_tested_total,
+            late_rows_total=cp.late_rows_total,
+            cycle_errors_total=self.cycle_errors,
+            quarantined_total=cp.quarantined_total,
+            last_drift_us=cp.last_drift_us,
+            cycle_seconds=cycle_seconds,
+            landing_lag_seconds=max(lag_us / 1e6, 0.0),
+        )
+        return self.publisher.push(self.model, self.last_result, state)
+
+    # -- the loop -----------------------------------------------------------------------
+    def run_forever(self, stop: threading.Event, on_cycle=None) -> None:
+        """Run a cycle every ``interval`` seconds until ``stop`` is set.
+
+        A failing cycle is logged, counted and retried next interval; it never ends the loop.
+        """
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                report = self.run_cycle()
+                if on_cycle is not None:
+                    on_cycle(report)
+            except (LandingError, OSError) as exc:
+                self.cycle_errors += 1
+                log.error("event=cycle_failed reason=%s action=retry_next_interval", exc)
+            stop.wait(max(0.0, self.settings.interval - (time.monotonic() - started)))

@@ -1,0 +1,57 @@
+"""Settings of the analytics job, read once from ``DRIFTLAKE_*`` environment variables."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class AnalyticsSettings(BaseSettings):
+    """Everything the drift job can be told; each field is ``DRIFTLAKE_<FIELD>`` in the env."""
+
+    model_config = SettingsConfigDict(env_prefix="DRIFTLAKE_", extra="ignore")
+
+    warehouse: str = Field("./warehouse", description="Warehouse root (path or file:// URL).")
+    model_name: str = Field("breast_cancer", description="Model whose landing rows are tested.")
+    reference_path: str = Field("reference.parquet", description="Reference (training) data.")
+    label: str | None = Field("target", description="Reference label column; not a feature.")
+    window_size: int = Field(200, ge=2, description="Rows per count-based tumbling window.")
+    alpha: float = Field(0.05, gt=0, lt=1, description="Family-wise false-alarm rate.")
+    correction: Literal["bonferroni", "fdr", "none"] = Field(
+        "bonferroni", description="Multiple-testing correction over a window's features."
+    )
+    drift_share: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Dataset drift when this share of features drift (default: any one).",
+    )
+    ks_method: Literal["auto", "exact", "asymp"] = Field(
+        "auto", description="p-value method of the KS test (as scipy.stats.ks_2samp)."
+    )
+    monitor_prediction: bool = Field(
+        True, description="Test the model's prediction column against the reference label."
+    )
+    interval: float = Field(2.0, gt=0, description="Seconds between analytics cycles.")
+    max_lateness: float = Field(
+        10.0, ge=0, description="Rows older than this many seconds are final regardless."
+    )
+    seal_after: float = Field(
+        3600.0, ge=0, description="An hour partition is sealed this long after it closes."
+    )
+    max_windows_per_cycle: int = Field(
+        0, ge=0, description="Windows tested per cycle at most (0 = all that are closed)."
+    )
+    scheduler: str | None = Field(
+        None, description="Dask scheduler address; None starts a local cluster."
+    )
+    n_workers: int = Field(2, ge=1, description="Workers of the local cluster.")
+    threads_per_worker: int = Field(1, ge=1, description="Threads per local-cluster worker.")
+    polars_max_threads: int = Field(1, ge=1, description="Polars threads inside each worker.")
+    dashboard_address: str | None = Field(
+        "127.0.0.1:8787", description="Local cluster's dashboard address; None disables it."
+    )
+    pushgateway: str | None = Field(None, description="Pushgateway URL; None disables pushing.")
+    push_timeout: float = Field(3.0, gt=0, description="Seconds before a push gives up.")

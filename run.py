@@ -1,0 +1,335 @@
+"""Stream simulated traffic at a driftlake gateway, or run the whole pipeline embedded.
+
+    uv run run.py --drift true              # drifted stream (detected)
+    uv run run.py --drift false             # held-out rows, no drift (no alarm)
+
+If nothing answers at ``--url`` (default http://localhost:8002, the compose gateway), the
+pipeline is started in this process tree: one model server on a free loopback port, a local
+Dask cluster, and the analytics loop, writing under ``./warehouse/runs/<time>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import numpy as np
+import orjson
+import polars as pl
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from analytics import AnalyticsSettings, CycleReport, Driver, dask_client, read_history
+from serving.dataset import LABEL, split_breast_cancer
+
+ROOT = Path(__file__).resolve().parent
+# The default drift scenario: these features move by this many reference standard deviations.
+DRIFT_SHIFTS = {"mean radius": 1.0, "mean texture": 1.0, "worst area": 1.0, "mean concavity": 1.0}
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"true", "1", "yes", "on"}:
+        return True
+    if value in {"false", "0", "no", "off"}:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="run.py", description="Stream rows at a driftlake gateway (or an embedded one)."
+    )
+    p.add_argument("--drift", type=parse_bool, default=True, help="true|false (default true)")
+    p.add_argument("--url", default="http://localhost:8002", help="gateway to stream to")
+    p.add_argument("--rate", type=float, default=100.0, help="requests per second (0 = max)")
+    p.add_argument("--requests", type=int, default=2000, help="requests to send")
+    p.add_argument("--duration", type=float, default=None, help="seconds to stream instead")
+    p.add_argument("--batch", type=int, default=1, help="rows per request")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the stream")
+    p.add_argument(
+        "--drift-start", type=float, default=0.25, help="share of the stream before drift"
+    )
+    p.add_argument("--window-size", type=int, default=200, help="embedded: rows per window")
+    p.add_argument("--warehouse", default=None, help="embedded: warehouse root")
+    p.add_argument(
+        "--embedded", action="store_true", help="start the embedded pipeline even if --url answers"
+    )
+    args = p.parse_args(argv)
+    if args.requests <= 0 or args.batch <= 0 or args.rate < 0 or args.window_size < 2:
+        p.error("--requests and --batch must be positive, --rate >= 0, --window-size >= 2")
+    if not 0 <= args.drift_start <= 1:
+        p.error("--drift-start must be between 0 and 1")
+    return args
+
+
+class Stream:
+    """Rows to send: held-out rows in shuffled passes, shifted after the drift start."""
+
+    def __init__(self, drift: bool, drift_start: int, seed: int) -> None:
+        reference, holdout = split_breast_cancer()
+        self.columns = [c for c in holdout.columns if c != LABEL]
+        self.rows = holdout.select(self.columns).to_numpy()
+        self.rng = np.random.default_rng(seed)
+        self.order = np.empty(0, dtype=np.int64)
+        self.sent = 0
+        self.drift_start = drift_start if drift else None
+        std = reference.select(self.columns).std().row(0)
+        self.shift = np.zeros(len(self.columns))
+        for name, sigmas in DRIFT_SHIFTS.items():
+            i = self.columns.index(name)
+            self.shift[i] = sigmas * std[i]
+
+    def next_rows(self, n: int) -> np.ndarray:
+        out = []
+        for _ in range(n):  # n is the request's batch size, a handful of rows
+            if self.order.size == 0:
+                # whole passes over a fresh permutation keep repeats within a window rare
+                self.order = self.rng.permutation(len(self.rows))
+            row = self.rows[self.order[0]].copy()
+            self.order = self.order[1:]
+            if self.drift_start is not None and self.sent >= self.drift_start:
+                row += self.shift
+            self.sent += 1
+            out.append(row)
+        return np.vstack(out)
+
+
+def url_answers(url: str) -> bool:
+    try:
+        httpx.get(url.rstrip("/") + "/healthz", timeout=1.0)
+    except httpx.TransportError:
+        return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def model_server(warehouse: Path, port: int, flush_interval: float):
+    """Run ``python -m serving`` on a loopback port until the block ends (SIGTERM flushes)."""
+    log = open(warehouse / "model-server.log", "ab")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "serving",
+            "--host", "127.0.0.1",
+            "--port", str(port),
+            "--warehouse", str(warehouse),
+            "--reference", str(ROOT / "reference.parquet"),
+            "--replica", "embedded-0",
+            "--flush-interval", str(flush_interval),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while not url_answers(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"run.py: the embedded model server did not start; see {log.name}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@dataclass
+class LiveState:
+    sent: int = 0
+    ok: int = 0
+    failed: int = 0
+    windows: int = 0
+    drifted_windows: int = 0
+    last_window: str = "-"
+    features_drifting: int = 0
+    min_p: float = float("nan")
+    flagged: Counter = field(default_factory=Counter)
+    first_drift_window: int | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def table(self, embedded: bool) -> Table:
+        t = Table(title="driftlake stream", show_header=False)
+        t.add_row("requests sent / ok / failed", f"{self.sent} / {self.ok} / {self.failed}")
+        if embedded:
+            t.add_row("windows tested / with drift", f"{self.windows} / {self.drifted_windows}")
+            t.add_row("last window", self.last_window)
+            t.add_row("features drifting (last)", str(self.features_drifting))
+            t.add_row("smallest p-value (last)", f"{self.min_p:.3g}")
+        return t
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    console = Console()
+    embedded = args.embedded or not url_answers(args.url)
+    total = args.requests
+    state = LiveState()
+    with ExitStack() as stack:
+        driver = None
+        if embedded:
+            stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+            wh = Path(args.warehouse or ROOT / "warehouse" / "runs" / stamp).resolve()
+            wh.mkdir(parents=True, exist_ok=True)
+            port = free_port()
+            console.print(
+                f"driftlake: nothing answers at {args.url}; starting the embedded pipeline "
+                f"(model server 127.0.0.1:{port}, local Dask cluster, warehouse {wh})"
+            )
+            logging.basicConfig(
+                filename=wh / "analytics.log",
+                level=logging.INFO,
+                format="%(asctime)s %(levelname)s %(name)s %(message)s",
+            )
+            url = stack.enter_context(model_server(wh, port, flush_interval=0.5))
+            settings = AnalyticsSettings(
+                warehouse=str(wh),
+                reference_path=str(ROOT / "reference.parquet"),
+                window_size=args.window_size,
+                interval=1.0,
+                n_workers=2,
+                dashboard_address=None,
+            )
+            client = stack.enter_context(dask_client(settings))
+            driver = Driver(settings, client)
+            stop = threading.Event()
+
+            def on_cycle(report: CycleReport) -> None:
+                for r in report.windows:
+                    with state.lock:
+                        state.windows += 1
+                        state.drifted_windows += r.dataset_drift
+                        state.features_drifting = r.features_drifting
+                        state.min_p = r.min_p_value
+                        state.flagged.update(r.drifted_features)
+                        end = datetime.fromtimestamp(r.spec.end_us / 1e6, tz=UTC)
+                        state.last_window = f"#{r.spec.window_id} ending {end:%H:%M:%S}"
+                        if r.dataset_drift and state.first_drift_window is None:
+                            state.first_drift_window = r.spec.window_id
+                    verdict = "[bold red]DRIFT[/]" if r.dataset_drift else "[green]ok[/]"
+                    names = escape(", ".join(r.drifted_features) or "-")
+                    console.print(
+                        f"window {r.spec.window_id:>4}: {verdict} rows={r.spec.rows} "
+                        f"features_drifting={r.features_drifting} "
+                        f"min_p={r.min_p_value:.3g} drifted=\\[{names}]"
+                    )
+
+            loop = threading.Thread(
+                target=driver.run_forever, args=(stop,), kwargs={"on_cycle": on_cycle}
+            )
+            loop.start()
+            stack.callback(loop.join)
+            stack.callback(stop.set)
+        else:
+            url = args.url.rstrip("/")
+            console.print(f"driftlake: streaming to {url} (drift={str(args.drift).lower()})")
+
+        stream = Stream(args.drift, int(total * args.batch * args.drift_start), args.seed)
+        with (
+            httpx.Client(base_url=url, timeout=10.0) as http,
+            Live(state.table(embedded), console=console, refresh_per_second=4) as live,
+        ):
+            started = time.monotonic()
+            i = 0
+            while True:
+                elapsed = time.monotonic() - started
+                if args.duration is not None:
+                    if elapsed >= args.duration:
+                        break
+                elif i >= total:
+                    break
+                if args.rate > 0:
+                    delay = started + i / args.rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                rows = stream.next_rows(args.batch)
+                body = orjson.dumps(
+                    {"features": {"columns": stream.columns, "data": rows.tolist()}}
+                )
+                try:
+                    resp = http.post(
+                        "/get-prediction",
+                        content=body,
+                        headers={"content-type": "application/json"},
+                    )
+                    ok = resp.status_code == 200
+                except httpx.TransportError:
+                    ok = False
+                state.sent += 1
+                state.ok += ok
+                state.failed += not ok
+                i += 1
+                if i % 20 == 0:
+                    live.update(state.table(embedded))
+            accepted_rows = state.ok * args.batch
+            if driver is not None:
+                # Wait until every full window of what was accepted has been tested.
+                expected = accepted_rows // args.window_size * args.window_size
+                deadline = time.monotonic() + 60
+                while (
+                    driver.checkpoint.rows_tested_total < expected and time.monotonic() < deadline
+                ):
+                    live.update(state.table(embedded))
+                    time.sleep(0.2)
+            live.update(state.table(embedded))
+
+        summarize(console, args, state, driver, accepted_rows)
+    return 0 if state.failed == 0 else 1
+
+
+def summarize(console: Console, args, state: LiveState, driver: Driver | None, rows: int) -> None:
+    console.print()
+    console.print(
+        f"[bold]summary[/]: {state.ok} requests accepted ({rows} rows), {state.failed} failed"
+    )
+    if driver is None:
+        console.print("drift results: see Grafana (http://localhost:4000) and Prometheus")
+        return
+    history = read_history(driver.warehouse, driver.model)
+    windows = history.group_by("window_id").agg(pl.col("dataset_drift").first())
+    drifted = int(windows["dataset_drift"].sum()) if windows.height else 0
+    console.print(
+        f"windows tested: {windows.height} of {args.window_size} rows; "
+        f"with dataset drift: {drifted}"
+    )
+    flagged = (
+        history.filter(pl.col("drifted"))
+        .group_by("feature")
+        .agg(pl.len().alias("windows"))
+        .sort("windows", "feature", descending=[True, False])
+    )
+    if flagged.height:
+        names = ", ".join(f"{f} ({n})" for f, n in flagged.iter_rows())
+        console.print(f"drifted features (windows flagged): {names}")
+    else:
+        console.print("drifted features: none")
+    if state.first_drift_window is not None and args.drift:
+        console.print(f"first window with drift: #{state.first_drift_window}")
+    where = driver.warehouse.uri("drift")
+    console.print(f"history: {where}  (pl.scan_parquet('{where}/**/*.parquet'))")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
