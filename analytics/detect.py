@@ -6,18 +6,22 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 import polars as pl
+from distributed import Client, Future
 
 from analytics.chisq import chisq_test
 from analytics.correction import Correction, correct
 from analytics.ks import ks_test
 from analytics.profile import ReferenceProfile
+from analytics.settings import AnalyticsSettings
+from analytics.windows import WindowPlan
 from ingest import RowSelection, Warehouse, read_rows
-from ingest.paths import drift_window_path
+from ingest.paths import DRIFT, drift_window_path
 
 HISTORY_SCHEMA = {
     "model": pl.String,
@@ -57,6 +61,17 @@ class DetectConfig:
     correction: Correction = "bonferroni"
     drift_share: float | None = None
     ks_method: str = "auto"
+    min_statistic: float | None = None
+
+    @classmethod
+    def from_settings(cls, settings: AnalyticsSettings) -> DetectConfig:
+        return cls(
+            alpha=settings.alpha,
+            correction=settings.correction,
+            drift_share=settings.drift_share,
+            ks_method=settings.ks_method,
+            min_statistic=settings.min_statistic,
+        )
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,24 @@ class WindowSpec:
     rows: int
     replicas: tuple[str, ...]
     late_rows: int
+    history_root: str = DRIFT
+
+    @classmethod
+    def from_plan(cls, model: str, plan: WindowPlan, history_root: str = DRIFT) -> WindowSpec:
+        """Describe a planned window for the worker that will test it."""
+        return cls(
+            model=model,
+            window_id=plan.window_id,
+            selections=tuple(plan.selections()),
+            start_us=plan.start_us,
+            end_us=plan.end_us,
+            first_request_id=str(plan.keys["request_id"][0]),
+            last_request_id=str(plan.keys["request_id"][-1]),
+            rows=plan.rows,
+            replicas=plan.replicas,
+            late_rows=plan.late_rows,
+            history_root=history_root,
+        )
 
 
 @dataclass(frozen=True)
@@ -101,6 +134,32 @@ class WindowResult:
     def min_p_value(self) -> float:
         finite = self.p_value[np.isfinite(self.p_value)]
         return float(finite.min()) if finite.size else float("nan")
+
+
+def run_windows(
+    client: Client,
+    warehouse: Warehouse,
+    specs: Sequence[WindowSpec],
+    profile: ReferenceProfile | Future,
+    config: DetectConfig,
+) -> list[WindowResult]:
+    """Run :func:`run_window` for every spec on the Dask cluster; results in spec order.
+
+    A task lost with its worker is retried on another one; its history file is simply
+    rewritten, so a retry never duplicates a window.
+    """
+    if not specs:
+        return []
+    futures = client.map(
+        run_window,
+        [warehouse] * len(specs),
+        specs,
+        profile=profile,
+        config=config,
+        pure=False,
+        retries=2,
+    )
+    return client.gather(futures)
 
 
 def run_window(
@@ -144,6 +203,11 @@ def run_window(
     p = np.asarray(pvals, dtype=np.float64)
     decision = correct(p, alpha=config.alpha, method=config.correction)
     drifted = np.asarray(decision.drifted, dtype=bool)
+    statistic = np.asarray(stats, dtype=np.float64)
+    if config.min_statistic is not None:
+        # in very large windows a negligible shift is significant; require a real effect
+        is_ks = np.asarray(tests) == "ks"
+        drifted &= ~is_ks | (np.nan_to_num(statistic) >= config.min_statistic)
     testable = int(np.isfinite(p).sum())
     if config.drift_share is None:
         dataset_drift = bool(drifted.any())
@@ -183,13 +247,13 @@ def run_window(
         },
         schema=HISTORY_SCHEMA,
     )
-    path = drift_window_path(spec.model, end, spec.window_id)
+    path = drift_window_path(spec.model, end, spec.window_id, spec.history_root)
     warehouse.publish_table(history.to_arrow(), path, compression="zstd")
     return WindowResult(
         spec=spec,
         features=features,
         tests=tuple(tests),
-        statistic=np.asarray(stats, dtype=np.float64),
+        statistic=statistic,
         p_value=p,
         drifted=drifted,
         threshold=decision.threshold,

@@ -19,9 +19,9 @@ import polars as pl
 from distributed import Client, Future
 
 from analytics.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from analytics.detect import DetectConfig, WindowResult, WindowSpec, run_window
+from analytics.detect import DetectConfig, WindowResult, WindowSpec, run_windows
 from analytics.failpoints import failpoint
-from analytics.profile import ReferenceProfile, build_profile
+from analytics.profile import ReferenceProfile, load_profile
 from analytics.publish import CycleState, Publisher
 from analytics.settings import AnalyticsSettings
 from analytics.windows import plan_windows, watermark
@@ -30,7 +30,6 @@ from ingest import (
     LandingError,
     Warehouse,
     list_landing,
-    load_reference,
     quarantine,
     read_keys,
 )
@@ -78,16 +77,8 @@ class Driver:
         self.client = client
         self.model = settings.model_name
         self.warehouse = Warehouse(settings.warehouse)
-        if profile is None:
-            reference = load_reference(settings.reference_path, self.model, label=settings.label)
-            profile = build_profile(reference, monitor_prediction=settings.monitor_prediction)
-        self.profile = profile
-        self.config = DetectConfig(
-            alpha=settings.alpha,
-            correction=settings.correction,
-            drift_share=settings.drift_share,
-            ks_method=settings.ks_method,
-        )
+        self.profile = profile or load_profile(settings)
+        self.config = DetectConfig.from_settings(settings)
         self.publisher = (
             Publisher(settings.pushgateway, settings.push_timeout) if settings.pushgateway else None
         )
@@ -148,35 +139,12 @@ class Driver:
             remaining = pl.concat([*(p.keys for p in plans[limit:]), remaining])
             plans = plans[:limit]
         failpoint("planned")
-        specs = [
-            WindowSpec(
-                model=self.model,
-                window_id=p.window_id,
-                selections=tuple(p.selections()),
-                start_us=p.start_us,
-                end_us=p.end_us,
-                first_request_id=str(p.keys["request_id"][0]),
-                last_request_id=str(p.keys["request_id"][-1]),
-                rows=p.rows,
-                replicas=p.replicas,
-                late_rows=p.late_rows,
-            )
-            for p in plans
-        ]
+        specs = [WindowSpec.from_plan(self.model, p) for p in plans]
         results: list[WindowResult] = []
         if specs:
-            profile = self._profile_on_cluster()
-            futures = self.client.map(
-                run_window,
-                [self.warehouse] * len(specs),
-                specs,
-                profile=profile,
-                config=self.config,
-                pure=False,
-                retries=2,
+            results = run_windows(
+                self.client, self.warehouse, specs, self._profile_on_cluster(), self.config
             )
-            results = self.client.gather(futures)
-
         failpoint("history_written")
         # Results are durable (each task published its history file): now advance.
         nxt = Checkpoint(

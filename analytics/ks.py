@@ -68,7 +68,7 @@ class KSReference:
             values = np.asarray(columns[name], dtype=np.float64).ravel()
             arrays.append(values[~np.isnan(values)])
         offsets = np.cumsum([0, *(a.size for a in arrays)], dtype=np.int64)
-        packed = np.concatenate(arrays) if arrays else np.empty(0, dtype=np.float64)
+        packed = np.concatenate([np.empty(0), *arrays])
         for start, stop in pairwise(offsets):
             packed[start:stop].sort()
         return cls._from_packed(names, packed, offsets)
@@ -84,11 +84,7 @@ class KSReference:
     def __reduce__(self):
         lengths = [v.size for v in self.sorted_values]
         offsets = np.cumsum([0, *lengths], dtype=np.int64)
-        packed = (
-            np.concatenate(self.sorted_values)
-            if self.sorted_values
-            else np.empty(0, dtype=np.float64)
-        )
+        packed = np.concatenate([np.empty(0), *self.sorted_values])
         return (KSReference._from_packed, (self.names, packed, offsets))
 
     @property

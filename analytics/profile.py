@@ -8,7 +8,8 @@ import numpy as np
 
 from analytics.chisq import CategoricalReference
 from analytics.ks import KSReference
-from ingest import PREDICTION, Reference
+from analytics.settings import AnalyticsSettings
+from ingest import PREDICTION, Reference, load_reference
 
 
 @dataclass(frozen=True)
@@ -61,3 +62,9 @@ def build_profile(reference: Reference, *, monitor_prediction: bool = True) -> R
         else None
     )
     return ReferenceProfile(schema.model, numeric, categorical, low, high)
+
+
+def load_profile(settings: AnalyticsSettings) -> ReferenceProfile:
+    """Load ``settings.reference_path`` and build the profile of ``settings.model_name``."""
+    reference = load_reference(settings.reference_path, settings.model_name, label=settings.label)
+    return build_profile(reference, monitor_prediction=settings.monitor_prediction)

@@ -28,6 +28,12 @@ class AnalyticsSettings(BaseSettings):
         le=1,
         description="Dataset drift when this share of features drift (default: any one).",
     )
+    min_statistic: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Minimum KS statistic (effect size) for a feature to count as drifted.",
+    )
     ks_method: Literal["auto", "exact", "asymp"] = Field(
         "auto", description="p-value method of the KS test (as scipy.stats.ks_2samp)."
     )

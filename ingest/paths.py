@@ -4,6 +4,7 @@ Layout (hive ``key=value`` partitions, relative to the warehouse root)::
 
     landing/model=<m>/date=YYYY-MM-DD/hour=HH/<replica>-<seq>-<uuid8>.parquet
     drift/model=<m>/date=YYYY-MM-DD/window-<id>.parquet
+    backfill/<run>/model=<m>/date=YYYY-MM-DD/window-<id>.parquet
     _staging/<name>.tmp                  (temp files, outside every scanned tree)
     _state/model=<m>/<name>              (analytics checkpoints)
 """
@@ -19,6 +20,7 @@ from ingest.errors import ConfigError
 
 LANDING = "landing"
 DRIFT = "drift"
+BACKFILL = "backfill"
 STAGING = "_staging"
 STATE = "_state"
 
@@ -73,15 +75,20 @@ def model_landing_dir(model: str) -> str:
     return f"{LANDING}/model={model}"
 
 
-def drift_dir(model: str) -> str:
-    """Return the drift-history directory of one model."""
-    return f"{DRIFT}/model={model}"
+def drift_dir(model: str, root: str = DRIFT) -> str:
+    """Return the drift-history directory of one model (``root`` names a backfill's tree)."""
+    return f"{root}/model={model}"
 
 
-def drift_window_path(model: str, window_end: datetime, window_id: int) -> str:
+def backfill_root(name: str) -> str:
+    """Return the history root of a named backfill run."""
+    return f"{BACKFILL}/{check_name('backfill', name)}"
+
+
+def drift_window_path(model: str, window_end: datetime, window_id: int, root: str = DRIFT) -> str:
     """Return the history file of one window; the id makes rewriting a window idempotent."""
     day = f"{window_end.astimezone(UTC):%Y-%m-%d}"
-    return f"{drift_dir(model)}/date={day}/window-{window_id:010d}.parquet"
+    return f"{drift_dir(model, root)}/date={day}/window-{window_id:010d}.parquet"
 
 
 def state_path(model: str, name: str) -> str:

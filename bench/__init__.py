@@ -1,0 +1,1 @@
+"""Benchmarks: scripts run by hand (``uv run python -m bench.<name>``), not tests."""
