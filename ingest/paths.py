@@ -7,6 +7,7 @@ Layout (hive ``key=value`` partitions, relative to the warehouse root)::
     backfill/<run>/model=<m>/date=YYYY-MM-DD/window-<id>.parquet
     _staging/<name>.tmp                  (temp files, outside every scanned tree)
     _state/model=<m>/<name>              (analytics checkpoints)
+    _models/<key>.pkl                    (cached default models)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ DRIFT = "drift"
 BACKFILL = "backfill"
 STAGING = "_staging"
 STATE = "_state"
+MODELS = "_models"
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _FILE_RE = re.compile(
@@ -89,6 +91,11 @@ def drift_window_path(model: str, window_end: datetime, window_id: int, root: st
     """Return the history file of one window; the id makes rewriting a window idempotent."""
     day = f"{window_end.astimezone(UTC):%Y-%m-%d}"
     return f"{drift_dir(model, root)}/date={day}/window-{window_id:010d}.parquet"
+
+
+def model_cache_path(key: str) -> str:
+    """Return where a trained default model is cached (outside every scanned tree)."""
+    return f"{MODELS}/{check_name('model cache key', key)}.pkl"
 
 
 def state_path(model: str, name: str) -> str:

@@ -1,0 +1,218 @@
+"""The FastAPI app: predict, capture every accepted row, expose health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from ingest import LandingWriter, ModelSchema, Warehouse, load_reference
+from serving.capture import Capture, CaptureBatchBuilder
+from serving.metrics import RequestMetricsMiddleware, ServingMetrics
+from serving.model import Predictor, load_predictor
+from serving.request import InvalidRequest, RequestParser
+from serving.settings import ServingSettings
+
+log = logging.getLogger("driftlake.serving.app")
+
+JSON = "application/json"
+PREDICTION_PATHS = ("/get-prediction", "/model/get-prediction")
+
+
+@dataclass(frozen=True)
+class Service:
+    """What one app serves with, built once by :func:`create_app` (``app.state.service``)."""
+
+    settings: ServingSettings
+    schema: ModelSchema
+    predictor: Predictor
+    parser: RequestParser
+    metrics: ServingMetrics
+    writer: LandingWriter | None
+    capture: Capture | None
+    max_body_bytes: int
+
+
+class BodyTooLarge(Exception):
+    """The request body is over the limit (answered with 413)."""
+
+
+def create_app(settings: ServingSettings) -> FastAPI:
+    """Build the model server: load the reference and the model, wire capture and metrics.
+
+    The landing writer starts with the app (lifespan) and is closed on shutdown, which
+    publishes every buffered row.
+
+    Parameters
+    ----------
+    settings
+        The replica's settings; the app never reads the environment itself.
+
+    Returns
+    -------
+    FastAPI
+        With ``POST /get-prediction`` (and ``/model/get-prediction``), ``GET /healthz`` and
+        ``GET /metrics``.
+
+    Raises
+    ------
+    DriftlakeError
+        ``SchemaError`` if the reference cannot be read, ``ConfigError`` if the model cannot
+        be loaded or trained, ``LandingError`` if the warehouse cannot be created.
+    """
+    service = _build_service(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if service.writer is not None:
+            service.writer.start()
+        log.info(
+            "event=serving_started model=%s model_version=%s replica=%s capture=%s warehouse=%s",
+            settings.model_name,
+            service.predictor.version,
+            settings.replica,
+            settings.capture,
+            settings.warehouse,
+        )
+        try:
+            yield
+        finally:
+            if service.writer is not None:
+                # off the event loop: close() does file I/O and may retry for a while
+                await asyncio.to_thread(service.writer.close)
+                s = service.writer.stats()
+                log.info(
+                    "event=capture_closed replica=%s captured_rows=%d flushed_rows=%d "
+                    "dropped_rows=%d buffered_rows=%d",
+                    settings.replica,
+                    s.captured_rows,
+                    s.flushed_rows,
+                    s.dropped_rows,
+                    s.buffered_rows,
+                )
+
+    app = FastAPI(title="driftlake model server", lifespan=lifespan)
+    app.state.service = service
+    app.add_middleware(RequestMetricsMiddleware, metrics=service.metrics)
+
+    async def get_prediction(request: Request) -> Response:
+        try:
+            body = await _read_body(request, service.max_body_bytes)
+        except BodyTooLarge as exc:
+            return _errors(413, [{"loc": ["body"], "msg": str(exc), "type": "too_large"}])
+        try:
+            x = service.parser.parse(body)
+        except InvalidRequest as exc:
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("event=request_rejected errors=%d first=%r", len(exc.errors), str(exc))
+            return _errors(422, exc.errors)
+        return _predict(service, x)
+
+    # an async endpoint reading raw bytes: no thread-pool hand-off, one JSON parse
+    for path in PREDICTION_PATHS:
+        app.add_api_route(path, get_prediction, methods=["POST"], name=f"predict:{path}")
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        body = {
+            "status": "ok",
+            "model": settings.model_name,
+            "model_version": service.predictor.version,
+            "replica": settings.replica,
+        }
+        return Response(orjson.dumps(body), media_type=JSON)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _build_service(settings: ServingSettings) -> Service:
+    reference = load_reference(settings.reference_path, settings.model_name, label=settings.label)
+    warehouse = Warehouse(settings.warehouse)
+    predictor = load_predictor(settings, reference, warehouse)
+    writer = capture = None
+    if settings.capture:
+        writer = LandingWriter(
+            warehouse,
+            reference.schema,
+            settings.replica,
+            flush_rows=settings.flush_rows,
+            flush_interval=settings.flush_interval,
+            max_buffer_rows=settings.max_buffer_rows,
+        )
+        builder = CaptureBatchBuilder(
+            reference.schema,
+            predictor.feature_names,
+            replica=settings.replica,
+            model_version=predictor.version,
+            max_rows=settings.max_batch_rows,
+        )
+        capture = Capture(writer, builder)
+    metrics = ServingMetrics(
+        model=settings.model_name,
+        model_version=predictor.version,
+        replica=settings.replica,
+        writer=writer,
+    )
+    n_features = len(predictor.feature_names)
+    return Service(
+        settings=settings,
+        schema=reference.schema,
+        predictor=predictor,
+        parser=RequestParser(predictor.feature_names, settings.max_batch_rows),
+        metrics=metrics,
+        writer=writer,
+        capture=capture,
+        # room for long column names and 25-digit numbers with whitespace; a bound, not a fit
+        max_body_bytes=(1 << 20) + settings.max_batch_rows * n_features * 64,
+    )
+
+
+def _predict(service: Service, x: Any) -> Response:
+    out = service.predictor.predict(x)
+    ts_us = time.time_ns() // 1000  # same clock as datetime.now(UTC), one stamp per request
+    prefix = uuid.uuid4().hex
+    ids = [f"{prefix}-{i}" for i in range(x.shape[0])]
+    if service.capture is not None:
+        service.capture.record(ts_us, ids, x, out.values, out.score)
+    service.metrics.prediction_rows.inc(x.shape[0])
+    body: dict[str, Any] = {"prediction": out.labels}
+    if out.score is not None:
+        body["probability"] = out.score
+    body["model_version"] = service.predictor.version
+    body["request_ids"] = ids
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type=JSON)
+
+
+def _errors(status: int, errors: list[dict[str, Any]]) -> Response:
+    return Response(orjson.dumps({"detail": errors}), status_code=status, media_type=JSON)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(
+            f"request body is {declared} bytes but at most {limit} are accepted; "
+            "send fewer rows per request"
+        )
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"request body is over {limit} bytes; send fewer rows per request")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,272 @@
+"""The served model: load a configured estimator or train (and cache) the default one."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import pickle
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib  # scikit-learn's own persistence dependency; reads pickle and joblib files
+import numpy as np
+import sklearn
+from sklearn.base import is_classifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+
+from ingest import ConfigError, LandingError, Reference, Warehouse
+from ingest.paths import model_cache_path
+from serving.settings import ServingSettings
+
+log = logging.getLogger("driftlake.serving.model")
+
+# Part of the default model's cache key: change it whenever the training recipe changes.
+RECIPE = "standard-scaler+logistic-regression/v1"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model's answer for a batch of rows.
+
+    ``labels`` go back to the client (class labels, or regression values); ``values`` are
+    the float64 column landed as ``prediction`` (the label itself when numeric, else the
+    class index); ``score`` is the probability of the last class, when the model has one.
+    """
+
+    labels: list[Any]
+    values: np.ndarray
+    score: np.ndarray | None
+
+
+class Predictor:
+    """A fitted scikit-learn estimator plus what serving needs to know about it.
+
+    Parameters
+    ----------
+    estimator
+        A fitted classifier or regressor taking a float64 array of ``feature_names`` columns.
+    name, version
+        Model name and version label (both end up in every landed row and in metrics).
+    feature_names
+        The columns the estimator expects, in its order.
+    proba_decides
+        For classifiers: take the predicted class as the most probable one (one model call
+        instead of two). Only for estimators where that is what ``predict`` computes.
+    """
+
+    def __init__(
+        self,
+        estimator: Any,
+        *,
+        name: str,
+        version: str,
+        feature_names: tuple[str, ...],
+        proba_decides: bool = False,
+    ) -> None:
+        self.estimator = estimator
+        self.name = name
+        self.version = version
+        self.feature_names = feature_names
+        self.is_classifier = bool(is_classifier(estimator)) and hasattr(estimator, "classes_")
+        self.has_proba = self.is_classifier and hasattr(estimator, "predict_proba")
+        self.proba_decides = proba_decides and self.has_proba
+        classes = np.asarray(estimator.classes_) if self.is_classifier else None
+        self.classes = classes
+        self._numeric_classes = classes is not None and classes.dtype.kind in "biuf"
+
+    def predict(self, x: np.ndarray) -> Prediction:
+        """Predict ``x`` (rows x ``feature_names``, finite float64) in one vectorized call."""
+        # inputs were validated finite at the HTTP edge: skip scikit-learn's second check
+        with sklearn.config_context(assume_finite=True):
+            score = None
+            if self.has_proba:
+                proba = self.estimator.predict_proba(x)
+                score = np.ascontiguousarray(proba[:, -1], dtype=np.float64)
+            if self.proba_decides:
+                index = proba.argmax(axis=1)
+                labels = self.classes[index]
+            else:
+                labels = np.asarray(self.estimator.predict(x)).ravel()
+                index = None
+        if not self.is_classifier:
+            values = labels.astype(np.float64, copy=False)
+        elif self._numeric_classes:
+            values = labels.astype(np.float64)
+        else:
+            if index is None:
+                index = np.searchsorted(self.classes, labels)
+            values = index.astype(np.float64)
+        return Prediction(labels.tolist(), values, score)
+
+
+def file_sha256(path: Path) -> str:
+    """Return the hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def train_default_model(reference: Reference) -> Pipeline:
+    """Train the default model: StandardScaler + LogisticRegression on the reference features.
+
+    Deterministic for a given reference file and scikit-learn version. Fitted on a numpy
+    array, so the model has no feature names and predicting on arrays never warns.
+
+    Raises
+    ------
+    ConfigError
+        If the reference has no label column or a non-numeric feature.
+    """
+    if reference.label is None:
+        raise ConfigError(
+            "cannot train the default model: the reference file has no label column; "
+            "set DRIFTLAKE_LABEL to the label column, or DRIFTLAKE_MODEL_PATH to a fitted model"
+        )
+    _require_numeric(reference)
+    x = reference.features.to_numpy().astype(np.float64)
+    y = reference.frame[reference.label].to_numpy()
+    model = Pipeline(
+        [("scale", StandardScaler()), ("model", LogisticRegression(max_iter=5000, tol=1e-8))]
+    )
+    return model.fit(x, y)
+
+
+def default_model_key(settings: ServingSettings) -> str:
+    """Return the cache key (hex sha256) of the default model trained from ``settings``."""
+    digest = hashlib.sha256()
+    digest.update(file_sha256(settings.reference_path).encode())
+    for part in (settings.label or "", RECIPE, sklearn.__version__):
+        digest.update(b"\0" + part.encode())
+    return digest.hexdigest()
+
+
+def load_predictor(
+    settings: ServingSettings, reference: Reference, warehouse: Warehouse
+) -> Predictor:
+    """Return the predictor ``settings`` name: a model file, or the cached default model.
+
+    Parameters
+    ----------
+    settings
+        ``model_path`` None trains (once, then caches under ``<warehouse>/_models/``) the
+        default model; otherwise the estimator pickled at ``model_path`` is loaded.
+    reference
+        The reference data set: its features are the columns the model must take.
+    warehouse
+        Where the default model is cached.
+
+    Raises
+    ------
+    ConfigError
+        If the model file cannot be loaded, or does not take the reference's features.
+    """
+    _require_numeric(reference)
+    features = reference.schema.feature_names
+    if settings.model_path is None:
+        key = default_model_key(settings)
+        estimator = _cached_default(key, reference, warehouse)
+        version = settings.model_version or key[:12]
+        order, proba_decides = features, True  # LogisticRegression predicts the likeliest class
+    else:
+        path = settings.model_path
+        try:
+            version = settings.model_version or file_sha256(path)[:12]
+            estimator = joblib.load(path)
+        except Exception as exc:  # unpickling can raise almost anything; all mean "bad file"
+            raise ConfigError(
+                f"cannot load model file {path}: {type(exc).__name__}: {exc}; expected a "
+                "scikit-learn estimator saved with pickle or joblib"
+            ) from exc
+        order, proba_decides = _feature_order(estimator, features, path), False
+        log.info("event=model_loaded path=%s model_version=%s", path, version)
+    predictor = Predictor(
+        estimator,
+        name=settings.model_name,
+        version=version,
+        feature_names=order,
+        proba_decides=proba_decides,
+    )
+    _smoke_test(predictor, reference)
+    return predictor
+
+
+def _require_numeric(reference: Reference) -> None:
+    cats = [f.name for f in reference.schema.features if f.kind != "numeric"]
+    if cats:
+        raise ConfigError(
+            f"reference features {cats} are not numeric; the model server accepts numeric "
+            "features only: encode them as numbers in the reference file"
+        )
+
+
+def _cached_default(key: str, reference: Reference, warehouse: Warehouse) -> Any:
+    rel = model_cache_path(key[:32])
+    data = warehouse.read_bytes(rel)
+    if data is not None:
+        try:
+            estimator = pickle.loads(data)  # our own cache, written below
+            log.info("event=default_model_cached path=%s", warehouse.uri(rel))
+            return estimator
+        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+            log.warning("event=default_model_cache_unreadable path=%s reason=%s", rel, exc)
+    estimator = train_default_model(reference)
+    try:
+        warehouse.write_bytes(rel, pickle.dumps(estimator, protocol=pickle.HIGHEST_PROTOCOL))
+        log.info("event=default_model_trained path=%s", warehouse.uri(rel))
+    except LandingError as exc:
+        # serving still works; the next start just trains again
+        log.warning("event=default_model_not_cached path=%s reason=%s", rel, exc)
+    return estimator
+
+
+def _feature_order(estimator: Any, features: tuple[str, ...], path: Path) -> tuple[str, ...]:
+    if not hasattr(estimator, "predict"):
+        raise ConfigError(
+            f"model file {path} holds a {type(estimator).__name__}, which has no predict(); "
+            "expected a fitted scikit-learn estimator"
+        )
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is None:
+        n = getattr(estimator, "n_features_in_", len(features))
+        if n != len(features):
+            raise ConfigError(
+                f"model file {path} takes {n} features but the reference has {len(features)}; "
+                "serve it with the reference it was trained on"
+            )
+        return features
+    order = tuple(str(n) for n in names)
+    if set(order) != set(features) or len(order) != len(features):
+        missing = sorted(set(features) - set(order))
+        extra = sorted(set(order) - set(features))
+        raise ConfigError(
+            f"model file {path} was fitted on other columns than the reference's features: "
+            f"not in the model {missing}, not in the reference {extra}"
+        )
+    # Fitted with names, predicting on arrays (no per-request DataFrame): the columns are
+    # already checked and put in this order, so scikit-learn's reminder is noise here.
+    warnings.filterwarnings(
+        "ignore", message="X does not have valid feature names", category=UserWarning
+    )
+    return order
+
+
+def _smoke_test(predictor: Predictor, reference: Reference) -> None:
+    x = reference.features.select(predictor.feature_names).head(2).to_numpy().astype(np.float64)
+    try:
+        out = predictor.predict(x)
+    except (ValueError, TypeError, AttributeError, IndexError) as exc:
+        raise ConfigError(
+            f"model {predictor.name!r} cannot predict two reference rows: {exc}; expected an "
+            "estimator taking a float64 array of the reference's feature columns"
+        ) from exc
+    if len(out.labels) != x.shape[0] or out.values.ndim != 1:
+        raise ConfigError(
+            f"model {predictor.name!r} returns {np.shape(out.labels)} outputs for {x.shape[0]} "
+            "rows; expected one value per row (multi-output models are not supported)"
+        )

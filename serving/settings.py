@@ -1,0 +1,117 @@
+"""The model server's settings: one pydantic-settings class, read from the environment once."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ingest import ConfigError
+from ingest.paths import check_name
+
+
+def default_replica() -> str:
+    """Return ``<hostname>-<pid>`` reduced to the characters a replica name may hold."""
+    raw = f"{socket.gethostname()[:80]}-{os.getpid()}"
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", raw).lstrip(".-")
+    return name[:100] or f"replica-{os.getpid()}"
+
+
+class ServingSettings(BaseSettings):
+    """Everything one model-server replica needs, from ``DRIFTLAKE_*`` variables or arguments.
+
+    Arguments given to the constructor win over the environment; the app gets an instance
+    passed in and never reads ``os.environ`` itself.
+
+    Example
+    -------
+    >>> ServingSettings(replica="r1", capture=False).flush_rows
+    5000
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="DRIFTLAKE_", extra="forbid", protected_namespaces=(), frozen=True
+    )
+
+    model_name: str = Field(
+        "breast_cancer",
+        description="Model name: the landing partition model=<name> and the `model` metric "
+        "label. Default: breast_cancer.",
+    )
+    reference_path: Path = Field(
+        Path("reference.parquet"),
+        description="Reference Parquet file: the feature columns (and the label) the model "
+        "was trained on; defines the request and landing schema. Default: reference.parquet.",
+    )
+    label: str | None = Field(
+        "target",
+        description="Label column of the reference file (not a feature). Default: target.",
+    )
+    model_path: Path | None = Field(
+        None,
+        description="A pickled or joblib scikit-learn estimator to serve. Default: None, which "
+        "trains StandardScaler+LogisticRegression on the reference at first start and caches "
+        "it under <warehouse>/_models/.",
+    )
+    model_version: str | None = Field(
+        None,
+        description="Version label of the model. Default: None, which uses the first 12 hex "
+        "digits of the sha256 of the model file (or of the cached default model's key).",
+    )
+    warehouse: str = Field(
+        "./warehouse",
+        description="Warehouse root (a path or file:// URL) the landing zone lives in. "
+        "Default: ./warehouse.",
+    )
+    replica: str = Field(
+        default_factory=default_replica,
+        description="This replica's name, in every landing file name and row. Default: "
+        "<hostname>-<pid> with characters outside [A-Za-z0-9_.-] replaced by '-'.",
+    )
+    capture: bool = Field(
+        True, description="Capture every accepted row into the landing zone. Default: true."
+    )
+    flush_rows: int = Field(
+        5000, gt=0, description="Publish a landing file when this many rows are buffered."
+    )
+    flush_interval: float = Field(
+        1.0, gt=0, description="Publish when the oldest buffered row is this many seconds old."
+    )
+    max_buffer_rows: int = Field(
+        1_000_000,
+        gt=0,
+        description="Rows kept in memory while the landing zone refuses writes; rows beyond "
+        "this are dropped and counted. Default: 1000000.",
+    )
+    max_batch_rows: int = Field(
+        1000, gt=0, le=100_000, description="Most rows one request may carry. Default: 1000."
+    )
+
+    @field_validator("model_name", "replica")
+    @classmethod
+    def _safe_name(cls, value: str, info: ValidationInfo) -> str:
+        # these end up in file paths and Prometheus labels; ConfigError is not a ValueError
+        try:
+            return check_name(info.field_name.removesuffix("_name"), value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("model_version")
+    @classmethod
+    def _safe_version(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        try:
+            return check_name("model version", value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("label", "model_path", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        # DRIFTLAKE_MODEL_PATH= (set but empty) means "not set"
+        return None if value == "" else value
