@@ -24,6 +24,7 @@ FLAGS = {
     "model_name": str,
     "reference_path": str,
     "window_size": int,
+    "window_seconds": float,
     "alpha": float,
     "correction": str,
     "interval": float,

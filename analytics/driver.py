@@ -24,7 +24,7 @@ from analytics.failpoints import failpoint
 from analytics.profile import ReferenceProfile, load_profile
 from analytics.publish import CycleState, Publisher
 from analytics.settings import AnalyticsSettings
-from analytics.windows import plan_windows, watermark
+from analytics.windows import plan_time_windows, plan_windows, watermark
 from ingest import (
     CorruptFileError,
     LandingError,
@@ -130,9 +130,12 @@ class Driver:
             for replica, ts in latest:
                 high[replica] = max(high.get(replica, ts), ts)
         wm = watermark(high, now_us, int(self.settings.max_lateness * 1e6))
-        plans, remaining = plan_windows(
-            pending, wm, self.settings.window_size, cp.next_window_id, cp.cursor
-        )
+        if self.settings.window_seconds:
+            width = int(self.settings.window_seconds * 1e6)
+            plans, remaining = plan_time_windows(pending, wm, width, cp.next_window_id, cp.cursor)
+        else:
+            size = self.settings.window_size
+            plans, remaining = plan_windows(pending, wm, size, cp.next_window_id, cp.cursor)
         limit = self.settings.max_windows_per_cycle
         if limit and len(plans) > limit:
             # catching up: later windows wait for the next cycle, keeping cycles short

@@ -18,6 +18,11 @@ class AnalyticsSettings(BaseSettings):
     reference_path: str = Field("reference.parquet", description="Reference (training) data.")
     label: str | None = Field("target", description="Reference label column; not a feature.")
     window_size: int = Field(200, ge=2, description="Rows per count-based tumbling window.")
+    window_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Time-based tumbling windows of this many seconds instead of counts.",
+    )
     alpha: float = Field(0.05, gt=0, lt=1, description="Family-wise false-alarm rate.")
     correction: Literal["bonferroni", "fdr", "none"] = Field(
         "bonferroni", description="Multiple-testing correction over a window's features."

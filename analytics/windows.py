@@ -1,4 +1,4 @@
-"""Event-time window planning: watermark, count-based tumbling windows, late rows.
+"""Event-time window planning: watermark, count- and time-based tumbling windows, late rows.
 
 Pure functions over the planning keys (``file``, ``row``, ``ts``, ``request_id``,
 ``replica``); no I/O, so they are tested directly against a brute-force model.
@@ -114,12 +114,54 @@ def plan_windows(
         keys = final.slice(i * window_size, window_size)
         late = 0
         if cursor is not None:
-            late = keys.filter(
-                (pl.col("ts") < cursor[0])
-                | ((pl.col("ts") == cursor[0]) & (pl.col("request_id") < cursor[1]))
-            ).height
+            late = keys.filter(_before(cursor)).height
         plan = WindowPlan(next_window_id + i, keys, late)
         windows.append(plan)
         cursor = plan.end_key
     remaining = pl.concat([final.slice(n_windows * window_size), later])
     return windows, remaining
+
+
+def _before(cursor: tuple[int, str]) -> pl.Expr:
+    return (pl.col("ts") < cursor[0]) | (
+        (pl.col("ts") == cursor[0]) & (pl.col("request_id") < cursor[1])
+    )
+
+
+def plan_time_windows(
+    pending: pl.DataFrame,
+    watermark_us: int,
+    width_us: int,
+    next_window_id: int,
+    cursor: tuple[int, str] | None,
+) -> tuple[list[WindowPlan], pl.DataFrame]:
+    """Cut the final pending rows into tumbling windows of ``width_us`` of event time.
+
+    A window ``[k*width, (k+1)*width)`` closes once the watermark reaches its end; empty
+    windows are skipped. Rows whose window already closed (the one holding ``cursor``, or
+    earlier) arrived late: they join the first window closed here and are counted as late.
+
+    Returns
+    -------
+    windows, remaining
+        As :func:`plan_windows`.
+    """
+    final = pending.filter(pl.col("ts") <= watermark_us)
+    later = pending.filter(pl.col("ts") > watermark_us)
+    bucket = pl.col("ts") // width_us
+    closed_end = -(2**62) if cursor is None else (cursor[0] // width_us + 1) * width_us
+    late = final.filter(pl.col("ts") < closed_end)
+    on_time = final.filter(pl.col("ts") >= closed_end)
+    closed = on_time.filter((bucket + 1) * width_us <= watermark_us)
+    open_rows = on_time.filter((bucket + 1) * width_us > watermark_us)
+    windows: list[WindowPlan] = []
+    groups = closed.with_columns(bucket.alias("_b")).partition_by("_b", maintain_order=False)
+    for i, keys in enumerate(sorted(groups, key=lambda g: g["_b"][0])):
+        keys = keys.drop("_b")
+        n_late = 0
+        if i == 0 and late.height:
+            keys, n_late = pl.concat([late, keys]), late.height
+        windows.append(WindowPlan(next_window_id + i, keys.sort(ORDER), n_late))
+    if not windows:
+        open_rows = pl.concat([late, open_rows])
+    return windows, pl.concat([open_rows, later])

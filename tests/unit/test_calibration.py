@@ -24,9 +24,7 @@ FEATURES, REF_ROWS, WINDOW, ALPHA = 30, 5000, 500, 0.05
 @pytest.fixture(scope="module")
 def reference():
     rng = np.random.default_rng(2026)
-    return KSReference.from_columns(
-        {f"x{i}": rng.normal(size=REF_ROWS) for i in range(FEATURES)}
-    )
+    return KSReference.from_columns({f"x{i}": rng.normal(size=REF_ROWS) for i in range(FEATURES)})
 
 
 def alarm_rate(reference, windows: int, shift: np.ndarray, method: str, seed: int) -> float:

@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analytics.windows import KEY_SCHEMA, empty_keys, plan_windows, watermark
+from analytics.windows import (
+    KEY_SCHEMA,
+    empty_keys,
+    plan_time_windows,
+    plan_windows,
+    watermark,
+)
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(120)]
 
@@ -85,3 +91,40 @@ def test_watermark_waits_for_every_live_replica_then_for_max_lateness():
     # b is silent for longer than max lateness: it no longer holds rows back
     assert watermark({"a": now - 100, "b": now - 50_000}, now, 10_000) == now - 100
     assert watermark({}, now, 10_000) == now - 10_000
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    rows=rows_strategy,
+    width=st.integers(1, 20),
+    cuts=st.lists(st.integers(0, 120), max_size=6),
+    marks=st.lists(st.integers(0, 60), min_size=7, max_size=7),
+)
+def test_time_windows_hold_each_row_once_and_only_their_own_bucket_or_late_rows(
+    rows, width, cuts, marks
+):
+    bounds = sorted({0, len(rows), *[c for c in cuts if c <= len(rows)]})
+    pending, next_id, cursor, windows = empty_keys(), 0, None, []
+    for i, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+        pending = pl.concat([pending, keys(rows)[lo:hi]])
+        closed, pending = plan_time_windows(pending, marks[i], width, next_id, cursor)
+        for w in closed:
+            on_time = w.keys.slice(w.late_rows) if w.late_rows else w.keys
+            buckets = set((on_time["ts"] // width).to_list())
+            late_keys = w.keys.filter(pl.col("ts") // width < min(buckets))
+            assert len(buckets) == 1 and late_keys.height == w.late_rows
+            assert (min(buckets) + 1) * width <= marks[i]  # closed only past the watermark
+            next_id, cursor = next_id + 1, w.end_key
+        windows += closed
+    closed, pending = plan_time_windows(pending, 10**9, width, next_id, cursor)
+    windows += closed
+    # only late rows may still wait, for the next window to close
+    assert pending.height == 0 or (
+        not closed and (pending["ts"] // width <= cursor[0] // width).all()
+    )
+    seen = [rid for w in windows for rid in w.keys["request_id"]] + pending["request_id"].to_list()
+    assert sorted(seen) == sorted(r[1] for r in rows)
+    if len(bounds) <= 2 and rows:
+        # one arrival, no late rows: the windows are exactly the non-empty buckets
+        expected = sorted({t // width for t, _, _ in rows})
+        assert [int(w.keys["ts"][0] // width) for w in windows] == expected
