@@ -36,7 +36,10 @@ def dask_client(settings: AnalyticsSettings) -> Iterator[Client]:
         threads_per_worker=settings.threads_per_worker,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=settings.dashboard_address or None,
+        # with no dashboard, the scheduler's HTTP server (/metrics) still needs a port:
+        # a random one, so it never collides with another cluster's 8787
+        dashboard_address=settings.dashboard_address or ":0",
+        scheduler_kwargs={"dashboard": bool(settings.dashboard_address)},
         env={"POLARS_MAX_THREADS": str(settings.polars_max_threads)},
         silence_logs=logging.ERROR,
     )
