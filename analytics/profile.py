@@ -66,5 +66,10 @@ def build_profile(reference: Reference, *, monitor_prediction: bool = True) -> R
 
 def load_profile(settings: AnalyticsSettings) -> ReferenceProfile:
     """Load ``settings.reference_path`` and build the profile of ``settings.model_name``."""
-    reference = load_reference(settings.reference_path, settings.model_name, label=settings.label)
+    reference = load_reference(
+        settings.reference_path,
+        settings.model_name,
+        label=settings.label,
+        categorical=settings.categorical,
+    )
     return build_profile(reference, monitor_prediction=settings.monitor_prediction)

@@ -17,6 +17,11 @@ class AnalyticsSettings(BaseSettings):
     model_name: str = Field("breast_cancer", description="Model whose landing rows are tested.")
     reference_path: str = Field("reference.parquet", description="Reference (training) data.")
     label: str | None = Field("target", description="Reference label column; not a feature.")
+    categorical: list[str] = Field(
+        default_factory=list,
+        description="Reference columns to test as categorical (chi-squared) even if numeric; "
+        "string columns always are. Env: a JSON list.",
+    )
     window_size: int = Field(200, ge=2, description="Rows per count-based tumbling window.")
     window_seconds: float | None = Field(
         None,
