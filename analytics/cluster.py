@@ -38,7 +38,7 @@ def dask_client(settings: AnalyticsSettings) -> Iterator[Client]:
         host="127.0.0.1",
         # with no dashboard, the scheduler's HTTP server (/metrics) still needs a port:
         # a random one, so it never collides with another cluster's 8787
-        dashboard_address=settings.dashboard_address or ":0",
+        dashboard_address=settings.dashboard_address or "127.0.0.1:0",
         scheduler_kwargs={"dashboard": bool(settings.dashboard_address)},
         env={"POLARS_MAX_THREADS": str(settings.polars_max_threads)},
         silence_logs=logging.ERROR,

@@ -166,6 +166,7 @@ def _build_service(settings: ServingSettings) -> Service:
         model_version=predictor.version,
         replica=settings.replica,
         writer=writer,
+        routes=PREDICTION_PATHS,
     )
     n_features = len(predictor.feature_names)
     return Service(

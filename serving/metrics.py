@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 from ingest import LandingWriter, WriterStats
 
 # Sub-millisecond predictions up to a slow second.
+PRESET_STATUSES = (200, 422, 500)
 LATENCY_BUCKETS = (
     0.0001,
     0.00025,
@@ -89,7 +90,13 @@ class ServingMetrics:
     """
 
     def __init__(
-        self, *, model: str, model_version: str, replica: str, writer: LandingWriter | None
+        self,
+        *,
+        model: str,
+        model_version: str,
+        replica: str,
+        writer: LandingWriter | None,
+        routes: Sequence[str] = (),
     ) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
@@ -117,16 +124,25 @@ class ServingMetrics:
         info.labels(model=model, model_version=model_version, replica=replica).set(1)
         self.registry.register(CaptureCollector(writer))
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
+        # Series that exist from the first scrape: rate() over a series born mid-burst
+        # misses that burst, and an error-rate alert would miss a replica's first errors.
+        for route in routes:
+            for status in PRESET_STATUSES:
+                self._child(route, status)
 
     def observe(self, path: str, status: int, seconds: float) -> None:
         """Count one answered request; ``path`` must be a route template or ``other``."""
+        requests, latency = self._child(path, status)
+        requests.inc()
+        latency.observe(seconds)
+
+    def _child(self, path: str, status: int) -> tuple[Any, Any]:
         key = (path, status)
         children = self._children.get(key)
         if children is None:  # bounded: route templates x status codes
             children = (self.requests.labels(path, str(status)), self.latency.labels(path))
             self._children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        return children
 
     def render(self) -> bytes:
         """Return the Prometheus text exposition of this registry."""
