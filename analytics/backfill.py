@@ -18,10 +18,19 @@ from distributed import Client
 from analytics.detect import DetectConfig, WindowSpec, run_windows
 from analytics.profile import ReferenceProfile
 from analytics.windows import KEY_SCHEMA, plan_windows
-from ingest import CorruptFileError, Warehouse, list_landing, read_keys
+from ingest import (
+    CorruptFileError,
+    FileVanishedError,
+    LandingError,
+    Warehouse,
+    hold,
+    list_landing,
+    read_keys,
+)
 from ingest.paths import backfill_root
 
 log = logging.getLogger("driftlake.analytics.backfill")
+ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -70,11 +79,42 @@ def backfill(
         The backfill's name: its history lands under ``backfill/<name>/model=<m>/``.
     start, end
         Event-time range (UTC); None means unbounded.
+
+    While it runs, the backfill holds a progress mark at ``start``, so compaction and
+    retention leave its hours alone; should a file still vanish (a compaction that was
+    already running), the backfill lists again and starts over: windows are rewritten, never
+    duplicated.
     """
     started = time.perf_counter()
     model = profile.model
     root = backfill_root(name)
     since = None if start is None else int(start.astimezone(UTC).timestamp() * 1e6)
+    with hold(warehouse, model, f"backfill-{name}", since or 0):
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                return _backfill_once(
+                    client, warehouse, profile, config, window_size, root, since, end, started
+                )
+            except FileVanishedError as exc:
+                log.warning("event=backfill_restart attempt=%d reason=%s", attempt, exc)
+    raise LandingError(
+        f"backfill {name}: landing files vanished during each of {ATTEMPTS} attempts; "
+        "is retention deleting this range? Retry later"
+    )
+
+
+def _backfill_once(
+    client: Client,
+    warehouse: Warehouse,
+    profile: ReferenceProfile,
+    config: DetectConfig,
+    window_size: int,
+    root: str,
+    since: int | None,
+    end: datetime | None,
+    started: float,
+) -> BackfillReport:
+    model = profile.model
     files = [f.path for f in list_landing(warehouse, model, since_us=since)]
     # keys are read on the workers; the driver only sorts them to cut the windows
     parts = client.gather(client.map(_keys_of, [warehouse] * len(files), files, pure=False))

@@ -27,16 +27,21 @@ from analytics.settings import AnalyticsSettings
 from analytics.windows import plan_time_windows, plan_windows, watermark
 from ingest import (
     CorruptFileError,
+    DriftlakeError,
     LandingError,
     Warehouse,
+    compact,
     list_landing,
+    mark_sealed,
     quarantine,
     read_keys,
+    retain,
 )
 from ingest.paths import drift_dir
 
 log = logging.getLogger("driftlake.analytics.driver")
 HOUR_US = 3_600_000_000
+CONSUMER = "analytics"  # this job's name in the landing zone's progress marks
 _WINDOW_FILE = re.compile(r"window-(\d+)\.parquet$")
 
 
@@ -174,6 +179,14 @@ class Driver:
         self._seal(nxt, wm)
         save_checkpoint(self.warehouse, self.model, nxt)
         self.checkpoint = nxt
+        # compaction may now rewrite hours this job will never list again (nor holds rows of)
+        mark_sealed(
+            self.warehouse,
+            self.model,
+            CONSUMER,
+            nxt.sealed_before_us,
+            pending=nxt.pending["file"].unique().to_list(),
+        )
         failpoint("checkpoint_saved")
         if results:
             self.last_result = results[-1]
@@ -232,12 +245,21 @@ class Driver:
         )
         return self.publisher.push(self.model, self.last_result, state)
 
+    # -- maintenance --------------------------------------------------------------------
+    def maintain(self) -> None:
+        """Compact the hours this job has sealed (on the Dask cluster), then apply retention."""
+        policy = self.settings.maintenance
+        compact(self.warehouse, self.model, policy.compaction_policy(), client=self.client)
+        retain(self.warehouse, self.model, policy.retention_policy())
+
     # -- the loop -----------------------------------------------------------------------
     def run_forever(self, stop: threading.Event, on_cycle=None) -> None:
-        """Run a cycle every ``interval`` seconds until ``stop`` is set.
+        """Run a cycle every ``interval`` seconds until ``stop`` is set, and maintenance
+        (:meth:`maintain`) every ``compact_every`` seconds if that is set.
 
         A failing cycle is logged, counted and retried next interval; it never ends the loop.
         """
+        last_maintenance = time.monotonic()
         while not stop.is_set():
             started = time.monotonic()
             try:
@@ -247,4 +269,11 @@ class Driver:
             except (LandingError, OSError) as exc:
                 self.cycle_errors += 1
                 log.error("event=cycle_failed reason=%s action=retry_next_interval", exc)
+            every = self.settings.compact_every
+            if every and time.monotonic() - last_maintenance >= every:
+                last_maintenance = time.monotonic()
+                try:
+                    self.maintain()
+                except (DriftlakeError, OSError) as exc:
+                    log.error("event=maintenance_failed reason=%s action=retry_later", exc)
             stop.wait(max(0.0, self.settings.interval - (time.monotonic() - started)))

@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ingest.settings import MaintenanceSettings
+
 
 class AnalyticsSettings(BaseSettings):
     """Everything the drift job can be told; each field is ``DRIFTLAKE_<FIELD>`` in the env."""
@@ -71,3 +73,13 @@ class AnalyticsSettings(BaseSettings):
     )
     pushgateway: str | None = Field(None, description="Pushgateway URL; None disables pushing.")
     push_timeout: float = Field(3.0, gt=0, description="Seconds before a push gives up.")
+    compact_every: float = Field(
+        0.0,
+        ge=0,
+        description="Seconds between compaction + retention runs of the loop (on the Dask "
+        "cluster); 0 never runs them here (use `python -m ingest compact`).",
+    )
+    maintenance: MaintenanceSettings = Field(
+        default_factory=MaintenanceSettings,
+        description="Compaction and retention policy (DRIFTLAKE_COMPACT_*, *_RETENTION_DAYS).",
+    )

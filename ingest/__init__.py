@@ -1,27 +1,36 @@
-"""The landing-zone contract: paths, schema, storage, the batch writer and the readers.
+"""The landing-zone contract: paths, schema, storage, the batch writer, the readers, and
+maintenance (compaction, retention, quarantine, consumer progress marks).
 
 ``serving`` writes through :class:`LandingWriter`; ``analytics`` reads through the
-functions in :mod:`ingest.reader`. This package depends on neither.
+functions in :mod:`ingest.reader` and records its progress with :func:`mark_sealed`.
+This package depends on neither.
 """
 
+from ingest.compaction import CompactionPolicy, CompactionReport, compact
 from ingest.errors import (
     CheckpointError,
     ConfigError,
     CorruptFileError,
     DriftlakeError,
+    FileVanishedError,
     LandingError,
     SchemaError,
 )
+from ingest.progress import ProgressMark, hold, mark_sealed, sealed_before
 from ingest.quarantine import list_quarantined, quarantine
 from ingest.reader import (
     LandingFile,
     RowSelection,
+    landing_files,
     list_landing,
+    read_file,
     read_keys,
+    read_landing,
     read_rows,
     scan_landing,
 )
 from ingest.reference import Reference, load_reference
+from ingest.retention import RetentionPolicy, RetentionReport, retain
 from ingest.schema import (
     MODEL_VERSION,
     PREDICTION,
@@ -32,6 +41,7 @@ from ingest.schema import (
     FeatureSpec,
     ModelSchema,
     schema_from_columns,
+    unify_schemas,
 )
 from ingest.storage import StoredFile, Warehouse
 from ingest.writer import LandingWriter, WriterStats
@@ -44,26 +54,41 @@ __all__ = [
     "SCORE",
     "TS",
     "CheckpointError",
+    "CompactionPolicy",
+    "CompactionReport",
     "ConfigError",
     "CorruptFileError",
     "DriftlakeError",
     "FeatureSpec",
+    "FileVanishedError",
     "LandingError",
     "LandingFile",
     "LandingWriter",
     "ModelSchema",
+    "ProgressMark",
     "Reference",
+    "RetentionPolicy",
+    "RetentionReport",
     "RowSelection",
     "SchemaError",
     "StoredFile",
     "Warehouse",
     "WriterStats",
+    "compact",
+    "hold",
+    "landing_files",
     "list_landing",
     "list_quarantined",
     "load_reference",
+    "mark_sealed",
     "quarantine",
+    "read_file",
     "read_keys",
+    "read_landing",
     "read_rows",
+    "retain",
     "scan_landing",
     "schema_from_columns",
+    "sealed_before",
+    "unify_schemas",
 ]

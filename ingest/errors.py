@@ -6,7 +6,8 @@
     ├── ConfigError          a setting or CLI flag has an unusable value
     ├── SchemaError          data does not match a model's landing schema
     ├── LandingError         the landing zone cannot be read or written
-    │   └── CorruptFileError a landing file is truncated or unreadable
+    │   ├── CorruptFileError a landing file is truncated or unreadable
+    │   └── FileVanishedError a listed landing file is gone (compaction or retention ran)
     └── CheckpointError      an analytics checkpoint is missing a field or unreadable
 
 A caller catches ``DriftlakeError`` for "anything driftlake said no to", or one precise
@@ -39,6 +40,20 @@ class CorruptFileError(LandingError):
         super().__init__(f"landing file {path} is unreadable: {reason}")
         self.path = path
         self.reason = reason
+
+
+class FileVanishedError(LandingError):
+    """A landing file was listed but is gone when read: compaction or retention replaced it.
+
+    Not a corrupt file (never quarantined): list the landing zone again and re-read.
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            f"landing file {path} was listed but no longer exists (compaction or retention "
+            "replaced it): list the landing zone again and re-read"
+        )
+        self.path = path
 
 
 class CheckpointError(DriftlakeError):

@@ -3,10 +3,13 @@
 Layout (hive ``key=value`` partitions, relative to the warehouse root)::
 
     landing/model=<m>/date=YYYY-MM-DD/hour=HH/<replica>-<seq>-<uuid8>.parquet
+    landing/model=<m>/date=YYYY-MM-DD/hour=HH/compacted-<group>-<part>of<parts>.parquet
     drift/model=<m>/date=YYYY-MM-DD/window-<id>.parquet
     backfill/<run>/model=<m>/date=YYYY-MM-DD/window-<id>.parquet
     _staging/<name>.tmp                  (temp files, outside every scanned tree)
     _state/model=<m>/<name>              (analytics checkpoints)
+    _state/model=<m>/progress-<consumer>.json  (what each reader has finished with)
+    _state/model=<m>/compaction.lock     (one compaction of a model at a time)
     _models/<key>.pkl                    (cached default models)
 """
 
@@ -27,6 +30,9 @@ STATE = "_state"
 MODELS = "_models"
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_COMPACTED_RE = re.compile(
+    r"^compacted-(?P<group>[0-9a-f]{12})-(?P<part>\d{4})of(?P<parts>\d{4})\.parquet$"
+)
 _FILE_RE = re.compile(
     r"^model=(?P<model>[^/]+)/date=(?P<date>\d{4}-\d{2}-\d{2})/hour=(?P<hour>\d{2})/"
     r"(?P<replica>.+)-(?P<seq>\d{12})-(?P<uid>[0-9a-f]{8})\.parquet$"
@@ -72,6 +78,33 @@ def landing_file_name(replica: str, seq: int) -> str:
     return f"{replica}-{seq:012d}-{uuid.uuid4().hex[:8]}.parquet"
 
 
+def compacted_file_name(group: str, part: int, parts: int) -> str:
+    """Return the name of part ``part`` (0-based) of ``parts`` of compaction group ``group``."""
+    return f"compacted-{group}-{part:04d}of{parts:04d}.parquet"
+
+
+@dataclass(frozen=True)
+class CompactedName:
+    """The parts of a compacted file's name: its group, its part number and the group size."""
+
+    group: str
+    part: int
+    parts: int
+
+
+def parse_compacted_name(name: str) -> CompactedName | None:
+    """Parse a compacted file's base name; None if it is not one."""
+    m = _COMPACTED_RE.match(name)
+    if m is None:
+        return None
+    return CompactedName(m["group"], int(m["part"]), int(m["parts"]))
+
+
+def is_landing_name(name: str) -> bool:
+    """True if ``name`` is a writer's landing file name ``<replica>-<seq>-<uuid8>.parquet``."""
+    return parse_landing_path(f"model=m/date=2000-01-01/hour=00/{name}") is not None
+
+
 def model_landing_dir(model: str) -> str:
     """Return the landing directory of one model (relative to the warehouse root)."""
     return f"{LANDING}/model={model}"
@@ -101,6 +134,16 @@ def model_cache_path(key: str) -> str:
 def state_path(model: str, name: str) -> str:
     """Return the path of a small state object (a checkpoint) of one model."""
     return f"{STATE}/model={model}/{check_name('state', name)}"
+
+
+def progress_path(model: str, consumer: str) -> str:
+    """Return where a reader of ``model`` records how far it has finished reading."""
+    return state_path(model, f"progress-{check_name('consumer', consumer)}.json")
+
+
+def compaction_lock_path(model: str) -> str:
+    """Return the lock file that keeps compactions of one model from overlapping."""
+    return state_path(model, "compaction.lock")
 
 
 @dataclass(frozen=True)

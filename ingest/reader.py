@@ -1,7 +1,15 @@
-"""Readers of the landing zone: file listings, row keys for planning, and window rows."""
+"""Readers of the landing zone: file listings, row keys for planning, window rows, and scans.
+
+Every reader here sees each landing row exactly once, also while compaction rewrites an hour:
+listings drop the files a published compaction group supersedes (:mod:`ingest.manifest`), a
+file that vanished between listing and reading raises :class:`FileVanishedError` (list again),
+and files of different model versions are read under one unified schema.
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,19 +19,27 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ingest import paths
-from ingest.errors import CorruptFileError
-from ingest.schema import REPLICA, REQUEST_ID, TS
+from ingest.errors import CorruptFileError, FileVanishedError, LandingError
+from ingest.manifest import view_partition
+from ingest.schema import REPLICA, REQUEST_ID, TS, unify_schemas
 from ingest.storage import Warehouse
 
+log = logging.getLogger("driftlake.ingest.reader")
 KEY_COLUMNS = (TS, REQUEST_ID, REPLICA)
+HIVE_SCHEMA = {"model": pl.String, "date": pl.Date, "hour": pl.Int32}
+_UPCAST = pl.ScanCastOptions(
+    integer_cast="upcast", float_cast="upcast", categorical_to_string="allow"
+)
+_schemas: dict[tuple[str, int], pa.Schema] = {}
+_schemas_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
 class LandingFile:
-    """One published landing file of a model."""
+    """One published landing file of a model (``replica`` is None for a compacted file)."""
 
     path: str
-    replica: str
+    replica: str | None
     size: int
 
 
@@ -36,43 +52,96 @@ class RowSelection:
 
 
 def list_landing(
-    warehouse: Warehouse, model: str, since_us: int | None = None
+    warehouse: Warehouse,
+    model: str,
+    since_us: int | None = None,
+    until_us: int | None = None,
 ) -> list[LandingFile]:
-    """List a model's published landing files, sorted by path.
+    """List a model's visible landing files, sorted by path.
 
-    With ``since_us``, partitions of hours that ended at or before it are not even listed,
-    so a long-running job does not walk weeks of history every cycle.
+    A file a complete compaction group supersedes is not listed (the group is), so reading
+    every listed file gives each row once. With ``since_us``, partitions of hours that ended
+    at or before it are not even listed, so a long-running job does not walk weeks of history
+    every cycle; with ``until_us``, hours starting at or after it are skipped.
     """
-    base = paths.model_landing_dir(model)
-    since = (
-        None
-        if since_us is None
-        else datetime.fromtimestamp(since_us / 1e6, tz=UTC).strftime("%Y-%m-%d/%H")
-    )
     out = []
-    prefix = len(paths.LANDING) + 1
+    for partition in landing_partitions(warehouse, model, since_us, until_us):
+        for f in view_partition(warehouse, partition).visible:
+            parsed = paths.parse_landing_path(f.path.removeprefix(paths.LANDING + "/"))
+            out.append(LandingFile(f.path, parsed.replica if parsed else None, f.size))
+    return out
+
+
+def landing_partitions(
+    warehouse: Warehouse, model: str, since_us: int | None = None, until_us: int | None = None
+) -> list[str]:
+    """List a model's hour partitions (relative dirs), oldest first, optionally in a range."""
+
+    def key(us: int) -> str:
+        return datetime.fromtimestamp(us / 1e6, tz=UTC).strftime("%Y-%m-%d/%H")
+
+    since = None if since_us is None else key(since_us)
+    until = None if until_us is None else key(until_us)
+    base = paths.model_landing_dir(model)
+    out = []
     for date_dir in warehouse.list_dirs(base):
-        if since is not None and date_dir.removeprefix("date=") < since[:10]:
+        day = date_dir.removeprefix("date=")
+        if (since is not None and day < since[:10]) or (until is not None and day > until[:10]):
             continue
         for hour_dir in warehouse.list_dirs(f"{base}/{date_dir}"):
-            key = f"{date_dir.removeprefix('date=')}/{hour_dir.removeprefix('hour=')}"
-            if since is not None and key < since:
+            hour = f"{day}/{hour_dir.removeprefix('hour=')}"
+            if (since is not None and hour < since) or (until is not None and hour >= until):
                 continue
-            for f in warehouse.list_files(f"{base}/{date_dir}/{hour_dir}"):
-                parsed = paths.parse_landing_path(f.path[prefix:])
-                if parsed is not None:
-                    out.append(LandingFile(f.path, parsed.replica, f.size))
+            out.append(f"{base}/{date_dir}/{hour_dir}")
     return out
+
+
+def _open(warehouse: Warehouse, path: str) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(warehouse.uri(path))
+    except FileNotFoundError as exc:
+        raise FileVanishedError(path) from exc
+    except (OSError, pa.ArrowException) as exc:
+        raise CorruptFileError(path, str(exc)) from exc
+
+
+def read_file(warehouse: Warehouse, path: str, columns: Sequence[str] | None = None) -> pa.Table:
+    """Read one landing file (only ``columns`` if given; one this file lacks is null).
+
+    Raises
+    ------
+    CorruptFileError
+        If the file cannot be read.
+    FileVanishedError
+        If the file is gone (list the landing zone again).
+    """
+    pf = _open(warehouse, path)
+    try:
+        names = pf.schema_arrow.names
+        columns = names if columns is None else columns
+        table = pf.read(columns=[c for c in columns if c in names])
+    except FileNotFoundError as exc:
+        raise FileVanishedError(path) from exc
+    except (OSError, pa.ArrowException) as exc:
+        raise CorruptFileError(path, str(exc)) from exc
+    for c in columns:
+        if c not in names:
+            table = table.append_column(c, pa.nulls(table.num_rows))
+    return table.select(list(columns))
 
 
 def read_keys(warehouse: Warehouse, path: str) -> pl.DataFrame:
     """Read the planning keys of one file: ``row``, ``ts`` (µs since epoch), ``request_id``,
-    ``replica``; raise CorruptFileError if the file cannot be read."""
-    try:
-        table = pq.read_table(warehouse.uri(path), columns=list(KEY_COLUMNS))
-    except (OSError, pa.ArrowException) as exc:
-        raise CorruptFileError(path, str(exc)) from exc
-    frame = pl.from_arrow(table)
+    ``replica``.
+
+    Raises
+    ------
+    CorruptFileError
+        If the file cannot be read.
+    FileVanishedError
+        If the file is gone (list the landing zone again).
+    """
+    frame = pl.from_arrow(read_file(warehouse, path, KEY_COLUMNS))
     assert isinstance(frame, pl.DataFrame)
     return frame.select(
         pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"),
@@ -87,29 +156,134 @@ def read_rows(
 ) -> pl.DataFrame:
     """Read the selected rows of several landing files (only ``columns``) into one frame.
 
+    Files of different model versions may hold different columns or types: a column a file
+    lacks is null for its rows, and numeric types widen (float32 to float64).
+
     Raises
     ------
     CorruptFileError
         If a file cannot be read.
+    FileVanishedError
+        If a file is gone.
     """
     cols = list(dict.fromkeys([*KEY_COLUMNS, *columns]))
     frames = []
     for sel in selections:
-        try:
-            table = pq.read_table(warehouse.uri(sel.path), columns=cols)
-        except (OSError, pa.ArrowException) as exc:
-            raise CorruptFileError(sel.path, str(exc)) from exc
-        frame = pl.from_arrow(table)
+        frame = pl.from_arrow(read_file(warehouse, sel.path, cols))
         assert isinstance(frame, pl.DataFrame)
         frames.append(frame[list(sel.rows)])
     if not frames:
         return pl.DataFrame()
-    return pl.concat(frames, how="vertical_relaxed")
+    return pl.concat(frames, how="diagonal_relaxed")
 
 
-def scan_landing(warehouse: Warehouse, model: str) -> pl.LazyFrame:
-    """Lazily scan all of a model's landing rows (hive columns ``date`` and ``hour`` added)."""
+def file_schema(warehouse: Warehouse, path: str, size: int) -> pa.Schema:
+    """Return a landing file's Arrow schema (footer read once per file, then cached)."""
+    key = (path, size)
+    with _schemas_lock:
+        hit = _schemas.get(key)
+    if hit is not None:
+        return hit
+    schema = _open(warehouse, path).schema_arrow
+    with _schemas_lock:
+        if len(_schemas) >= 100_000:
+            _schemas.clear()
+        _schemas[key] = schema
+    return schema
+
+
+def landing_files(
+    warehouse: Warehouse,
+    model: str,
+    since_us: int | None = None,
+    until_us: int | None = None,
+) -> list[str]:
+    """Return the absolute paths of a model's visible landing files.
+
+    Give this list (not a glob) to DuckDB's ``read_parquet([...], union_by_name=true,
+    hive_partitioning=true)`` or to any Parquet reader: a glob can briefly see an hour twice
+    while a compaction publishes its group and has not yet deleted the files it replaces.
+    """
+    return [warehouse.uri(f.path) for f in list_landing(warehouse, model, since_us, until_us)]
+
+
+def scan_landing(
+    warehouse: Warehouse,
+    model: str,
+    since_us: int | None = None,
+    until_us: int | None = None,
+) -> pl.LazyFrame:
+    """Lazily scan a model's landing rows, each once (hive columns ``model``, ``date``,
+    ``hour`` added).
+
+    The files are resolved now; all model versions are read under one schema (a column a
+    version lacks is null, float32 widens to float64). Collect it soon: once a compaction has
+    rewritten an hour (and its ``delete_after`` delay, 0 by default, has passed) a plan over
+    the old files fails with FileNotFoundError, never with wrong rows; scan again.
+    :func:`read_landing` retries for you.
+
+    Example
+    -------
+    >>> rows = scan_landing(Warehouse("./warehouse"), "breast_cancer")  # doctest: +SKIP
+    >>> rows.group_by("replica", "hour").len().collect()  # doctest: +SKIP
+    """
+    files = list_landing(warehouse, model, since_us, until_us)
+    return scan_files(warehouse, [(f.path, f.size) for f in files], hive=True)
+
+
+def scan_files(
+    warehouse: Warehouse, files: Sequence[tuple[str, int]], hive: bool = False
+) -> pl.LazyFrame:
+    """Lazily scan the given landing files (``(path, size)`` pairs) under their unified schema.
+
+    Raises
+    ------
+    CorruptFileError, FileVanishedError
+        If a file's footer cannot be read, or the file is gone.
+    SchemaError
+        If the files hold one column with incompatible types.
+    """
+    if not files:
+        return pl.LazyFrame()
+    schema = unify_schemas(file_schema(warehouse, path, size) for path, size in files)
     return pl.scan_parquet(
-        warehouse.uri(paths.model_landing_dir(model)) + "/**/*.parquet",
-        hive_partitioning=True,
+        [warehouse.uri(path) for path, _ in files],
+        hive_partitioning=hive,
+        hive_schema=HIVE_SCHEMA if hive else None,
+        schema=pl.DataFrame(schema.empty_table()).schema,
+        missing_columns="insert",
+        cast_options=_UPCAST,
+    )
+
+
+def read_landing(
+    warehouse: Warehouse,
+    model: str,
+    columns: Sequence[str] | None = None,
+    since_us: int | None = None,
+    until_us: int | None = None,
+    attempts: int = 5,
+) -> pl.DataFrame:
+    """Read a model's landing rows (optionally only ``columns``), each exactly once.
+
+    Like :func:`scan_landing`, but eager and safe against compaction or retention running
+    at the same time: if a listed file vanishes while it is read, the landing zone is listed
+    again and the read repeated.
+
+    Raises
+    ------
+    LandingError
+        If files kept vanishing for ``attempts`` reads.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            lazy = scan_landing(warehouse, model, since_us, until_us)
+            if columns is not None and lazy.collect_schema().names():
+                lazy = lazy.select(columns)
+            return lazy.collect()
+        except (FileNotFoundError, FileVanishedError) as exc:
+            log.info("event=landing_reread attempt=%d reason=%s", attempt, exc)
+    raise LandingError(
+        f"landing files of model {model!r} vanished during each of {attempts} reads; "
+        "compaction or retention keeps replacing them: retry later"
     )

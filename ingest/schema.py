@@ -1,8 +1,9 @@
-"""The landing schema: one explicit Arrow schema per model, built from its feature specs."""
+"""The landing schema: one explicit Arrow schema per model version, and their union for readers."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -45,10 +46,15 @@ class ModelSchema:
         Model name (a path segment and a Prometheus label).
     features
         The model's input features, in the order the model expects them.
+    version
+        The model version this schema belongs to (recorded in every file's metadata). A new
+        model version that adds a feature gets a new ModelSchema; readers unify the versions
+        (see :func:`unify_schemas`).
     """
 
     model: str
     features: tuple[FeatureSpec, ...]
+    version: str | None = None
 
     def __post_init__(self) -> None:
         names = [f.name for f in self.features]
@@ -80,7 +86,14 @@ class ModelSchema:
         ]
         fields += [pa.field(f.name, f.arrow_type) for f in self.features]
         fields += [pa.field(PREDICTION, pa.float64()), pa.field(SCORE, pa.float64())]
-        return pa.schema(fields, metadata={b"driftlake.model": self.model.encode()})
+        features = [{"name": f.name, "kind": f.kind} for f in self.features]
+        metadata = {
+            b"driftlake.model": self.model.encode(),
+            b"driftlake.features": json.dumps(features).encode(),
+        }
+        if self.version is not None:
+            metadata[b"driftlake.model_version"] = self.version.encode()
+        return pa.schema(fields, metadata=metadata)
 
     def conform(self, batch: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Table:
         """Return ``batch`` cast to this schema, or raise SchemaError naming the column."""
@@ -109,3 +122,74 @@ def schema_from_columns(
         model,
         tuple(FeatureSpec(c, "categorical" if c in cats else "numeric") for c in columns),
     )
+
+
+def _common_type(name: str, types: list[pa.DataType]) -> pa.DataType:
+    """The type all of ``types`` widen to without losing a value, or SchemaError."""
+    known = [t for t in types if not pa.types.is_null(t)]
+    if not known:
+        return pa.null()
+    if all(t.equals(known[0]) for t in known):
+        return known[0]
+    if all(pa.types.is_floating(t) or pa.types.is_integer(t) for t in known):
+        return pa.float64() if any(pa.types.is_floating(t) for t in known) else pa.int64()
+
+    def stringy(t: pa.DataType) -> bool:
+        return (
+            pa.types.is_string(t)
+            or pa.types.is_large_string(t)
+            or pa.types.is_string_view(t)
+            or (pa.types.is_dictionary(t) and stringy(t.value_type))
+        )
+
+    if all(stringy(t) for t in known):
+        return pa.string()
+    if all(pa.types.is_timestamp(t) for t in known):
+        return TS_TYPE
+    raise SchemaError(
+        f"column {name!r} has incompatible types across landing files: "
+        f"{sorted({str(t) for t in known})}; expected one numeric or one string type. "
+        "Write the new model version's column under a new name"
+    )
+
+
+def unify_schemas(schemas: Iterable[pa.Schema]) -> pa.Schema:
+    """Return the one schema that holds every column of ``schemas`` without losing a value.
+
+    Columns missing from some files are kept (read as null there); numeric columns widen to
+    float64 (a float32 column of one version and float64 of another read as float64), and
+    string or dictionary columns to string. Order: driftlake's key columns, the features in
+    the order first seen, then the model outputs.
+
+    Raises
+    ------
+    SchemaError
+        If one column is numeric in some files and a string in others.
+
+    Example
+    -------
+    >>> v1 = pa.schema([("ts", TS_TYPE), ("a", pa.float64())])
+    >>> v2 = pa.schema([("ts", TS_TYPE), ("a", pa.float32()), ("b", pa.float64())])
+    >>> unify_schemas([v1, v2]).names
+    ['ts', 'a', 'b']
+    """
+    types: dict[str, list[pa.DataType]] = {}
+    for schema in schemas:
+        for f in schema:
+            types.setdefault(f.name, []).append(f.type)
+    order = [n for n in META_COLUMNS if n in types]
+    order += [n for n in types if n not in META_COLUMNS and n not in OUTPUT_COLUMNS]
+    order += [n for n in OUTPUT_COLUMNS if n in types]
+    return pa.schema([pa.field(n, _common_type(n, types[n])) for n in order])
+
+
+def conform_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Return ``table`` with exactly ``schema``'s columns: missing ones null, types widened."""
+    columns = []
+    for f in schema:
+        if f.name in table.column_names:
+            column = table[f.name]
+            columns.append(column if column.type.equals(f.type) else column.cast(f.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, f.type))
+    return pa.Table.from_arrays(columns, schema=schema)

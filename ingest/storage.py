@@ -85,7 +85,8 @@ class Warehouse:
         """Write ``table`` as Parquet at ``rel`` so that readers see all of it or nothing.
 
         The temp file lives under ``_staging/`` (outside every scanned tree, same volume)
-        and is moved into place with an atomic rename.
+        and is moved into place with an atomic rename. The table's schema metadata becomes
+        the file's key-value metadata.
         """
         tmp = self._staging_file(rel)
         dest = self.uri(rel)
@@ -130,6 +131,44 @@ class Warehouse:
                 return fh.read()
         except FileNotFoundError:
             return None
+
+    def try_create(self, rel: str, data: bytes) -> bool:
+        """Create the small object ``rel`` holding ``data`` unless it exists; True if created.
+
+        Atomic and exclusive: the bytes are written to staging and hard-linked into place,
+        which fails if ``rel`` exists, so of two concurrent callers exactly one wins.
+        """
+        tmp = self._staging_file(rel)
+        dest = self.uri(rel)
+        try:
+            os.makedirs(os.path.dirname(tmp), exist_ok=True)
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+            os.link(tmp, dest)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise LandingError(f"cannot create {rel}: {exc}") from exc
+        finally:
+            self._discard(tmp)
+
+    def stat(self, rel: str) -> StoredFile | None:
+        """Return the size and modification time of the file ``rel``, or None if absent."""
+        info = self.fs.get_file_info(self.uri(rel))
+        if info.type != pafs.FileType.File:
+            return None
+        return StoredFile(rel, info.size, info.mtime_ns or 0)
+
+    def remove_tree(self, rel_dir: str) -> None:
+        """Delete a directory and everything under it; a missing directory is not an error."""
+        try:
+            self.fs.delete_dir(self.uri(rel_dir))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise LandingError(f"cannot delete {rel_dir}: {exc}") from exc
 
     def list_files(self, rel_dir: str, suffix: str = ".parquet") -> list[StoredFile]:
         """List files under ``rel_dir`` (recursively) ending in ``suffix``, sorted by path."""
