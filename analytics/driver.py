@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass, field
 
 import polars as pl
-from distributed import Client, Future
+from distributed import Client, Future, KilledWorker
+from distributed.client import FutureCancelledError
 
 from analytics.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from analytics.detect import DetectConfig, WindowResult, WindowSpec, run_windows
@@ -28,7 +29,6 @@ from analytics.windows import plan_time_windows, plan_windows, watermark
 from ingest import (
     CorruptFileError,
     DriftlakeError,
-    LandingError,
     Warehouse,
     compact,
     list_landing,
@@ -43,6 +43,9 @@ log = logging.getLogger("driftlake.analytics.driver")
 HOUR_US = 3_600_000_000
 CONSUMER = "analytics"  # this job's name in the landing zone's progress marks
 _WINDOW_FILE = re.compile(r"window-(\d+)\.parquet$")
+# What a cycle can fail with and the loop survives: storage trouble (landing zone, a
+# vanished or corrupt file), the network, or Dask giving up on a task or the cluster.
+CYCLE_FAILURES = (DriftlakeError, OSError, TimeoutError, KilledWorker, FutureCancelledError)
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,7 @@ class Driver:
         self.cycle_errors = 0
         self.last_result: WindowResult | None = None
         self._profile_future: Future | None = None
+        self._lag_us = 0
         self._drop_uncommitted_history()
 
     # -- recovery -----------------------------------------------------------------------
@@ -191,7 +195,8 @@ class Driver:
         if results:
             self.last_result = results[-1]
         elapsed = time.perf_counter() - started
-        pushed = self._push(elapsed, now_us - wm)
+        self._lag_us = now_us - wm
+        pushed = self._push(elapsed, self._lag_us)
         report = CycleReport(
             new_files=len(new_files),
             new_rows=sum(k.height for k in new_keys),
@@ -266,9 +271,15 @@ class Driver:
                 report = self.run_cycle()
                 if on_cycle is not None:
                     on_cycle(report)
-            except (LandingError, OSError) as exc:
+            except CYCLE_FAILURES as exc:
                 self.cycle_errors += 1
-                log.error("event=cycle_failed reason=%s action=retry_next_interval", exc)
+                log.error(
+                    "event=cycle_failed error=%s reason=%s action=retry_next_interval",
+                    type(exc).__name__,
+                    exc,
+                )
+                # so DriftJobFailing sees the error count rise even while nothing else moves
+                self._push(time.monotonic() - started, self._lag_us)
             every = self.settings.compact_every
             if every and time.monotonic() - last_maintenance >= every:
                 last_maintenance = time.monotonic()

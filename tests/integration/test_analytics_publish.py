@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import httpx
@@ -74,3 +75,36 @@ def test_refused_pushgateway_never_stops_the_cycle(tmp_path):
     history = read_history(wh, MODEL)
     assert history["window_id"].unique().sort().to_list() == [0, 1]
     assert history.height == 2 * 31
+
+
+def test_a_failing_cycle_is_counted_and_pushed_and_the_loop_goes_on(tmp_path):
+    wh = Warehouse(tmp_path / "wh")
+    write_landing(wh, holdout_rows(200))
+    model_dir = tmp_path / "wh" / "landing" / f"model={MODEL}"
+    moved = tmp_path / "moved"
+    model_dir.rename(moved)
+    model_dir.write_text("not a directory: every listing of this model fails")
+    stop = threading.Event()
+    with (
+        pushgateway_running(tmp_path) as gw,
+        dask_client(settings_for(tmp_path / "wh", gw.url)) as client,
+    ):
+        settings = settings_for(tmp_path / "wh", gw.url).model_copy(update={"interval": 0.2})
+        driver = Driver(settings, client)
+        loop = threading.Thread(target=driver.run_forever, args=(stop,))
+        loop.start()
+        try:
+            deadline = time.monotonic() + 60
+            while not gateway_series(gw.url, "driftlake_cycle_errors_total"):
+                assert time.monotonic() < deadline, "no failure was pushed"
+                time.sleep(0.1)
+            assert max(gateway_series(gw.url, "driftlake_cycle_errors_total").values()) >= 1
+            model_dir.unlink()  # the landing zone is back: the same loop tests the window
+            moved.rename(model_dir)
+            while driver.checkpoint.windows_total < 1:
+                assert time.monotonic() < deadline, "the loop did not recover"
+                time.sleep(0.1)
+        finally:
+            stop.set()
+            loop.join(30)
+    assert not loop.is_alive() and driver.cycle_errors >= 1
