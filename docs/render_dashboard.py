@@ -37,11 +37,11 @@ UNIT_H = 0.36  # inches per grid unit of height; the grid is 24 units wide
 
 
 def _stack_api():
-    """The test module's stack helpers (imported late: they need the repository on sys.path)."""
+    """The native stack helpers (imported late: they need the repository on sys.path)."""
     sys.path.insert(0, str(ROOT))
-    from tests.e2e import test_stack
+    from tests import fullstack
 
-    return test_stack
+    return fullstack
 
 
 # ----------------------------------------------------------------------------- data
