@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import os
+import random
 import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -27,6 +29,11 @@ log = logging.getLogger("driftlake.serving.app")
 
 JSON = "application/json"
 PREDICTION_PATHS = ("/get-prediction", "/model/get-prediction")
+# Request ids: 128 random bits as 32 hex digits, like uuid4().hex, from a generator seeded
+# by the OS once (and again in a forked child, so forked workers never share ids); uuid4()
+# reads the OS per call (~2 us, ~2% of a one-row request).
+_ids = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,10 @@ def create_app(settings: ServingSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if service.writer is not None:
             service.writer.start()
+        # What exists now (modules, the model, the app) lives as long as the process: out of
+        # the garbage collector's sight, a full collection walks only what requests allocate
+        # instead of ~150k startup objects (~70 ms, a latency spike every few seconds)
+        gc.freeze()
         log.info(
             "event=serving_started model=%s model_version=%s replica=%s capture=%s warehouse=%s",
             settings.model_name,
@@ -185,10 +196,10 @@ def _build_service(settings: ServingSettings) -> Service:
 def _predict(service: Service, x: Any) -> Response:
     out = service.predictor.predict(x)
     ts_us = time.time_ns() // 1000  # same clock as datetime.now(UTC), one stamp per request
-    prefix = uuid.uuid4().hex
+    prefix = f"{_ids.getrandbits(128):032x}"
     ids = [f"{prefix}-{i}" for i in range(x.shape[0])]
     if service.capture is not None:
-        service.capture.record(ts_us, ids, x, out.values, out.score)
+        service.capture.record(ts_us, prefix, x, out.values, out.score)
     service.metrics.prediction_rows.inc(x.shape[0])
     body: dict[str, Any] = {"prediction": out.labels}
     if out.score is not None:

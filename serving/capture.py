@@ -1,4 +1,4 @@
-"""Capture: one Arrow record batch per accepted request, handed to the landing writer."""
+"""Capture: each accepted request's arrays, handed to the landing writer as one block."""
 
 from __future__ import annotations
 
@@ -42,6 +42,9 @@ class CaptureBatchBuilder:
         if missing:
             raise ValueError(f"feature order lacks landing columns {missing}")
         self._take = [position[name] for name in schema.feature_names]
+        # None when the model's column order is the landing order (the default model)
+        self.take = None if self._take == list(range(len(self._take))) else self._take
+        self.model_version = model_version
         self._max_rows = max_rows
         self._replica = pa.array([replica] * max_rows, pa.string())
         self._version = pa.array([model_version] * max_rows, pa.string())
@@ -90,12 +93,18 @@ class CaptureBatchBuilder:
 class Capture:
     """Appends each accepted request to the replica's landing writer (never blocks).
 
+    A request costs one O(1) :meth:`LandingWriter.append_block`: its arrays go into the
+    buffer as they are and the flusher thread builds the Arrow table of all buffered
+    requests at once (building a record batch per request cost ~50 us, a fifth of a
+    default-model request).
+
     Parameters
     ----------
     writer
         The replica's landing writer; started and closed by the app's lifespan.
     builder
-        Turns a request's arrays into its record batch.
+        Knows the landing column order and the model version (and builds a request's
+        record batch for callers that want one).
     """
 
     def __init__(self, writer: LandingWriter, builder: CaptureBatchBuilder) -> None:
@@ -105,10 +114,19 @@ class Capture:
     def record(
         self,
         ts_us: int,
-        request_ids: list[str],
+        id_prefix: str,
         x: np.ndarray,
         prediction: np.ndarray,
         score: np.ndarray | None,
     ) -> bool:
-        """Queue one request's rows; False if the writer's buffer was full and it dropped them."""
-        return self.writer.append(self.builder.build(ts_us, request_ids, x, prediction, score))
+        """Queue one request's rows; False if the writer's buffer was full and it dropped them.
+
+        Row ``i`` lands with request id ``f"{id_prefix}-{i}"``. ``x`` (rows x features in the
+        builder's ``feature_order``) is kept by reference until published and must not be
+        modified afterwards.
+        """
+        take = self.builder.take
+        features = x if take is None else x[:, take]
+        return self.writer.append_block(
+            ts_us, id_prefix, features, prediction, score, self.builder.model_version
+        )

@@ -13,10 +13,13 @@ from typing import Any
 import joblib  # scikit-learn's own persistence dependency; reads pickle and joblib files
 import numpy as np
 import sklearn
+from scipy.special import expit
 from sklearn.base import is_classifier
+from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeClassifier
 
 from ingest import ConfigError, LandingError, Reference, Warehouse
 from ingest.paths import model_cache_path
@@ -42,6 +45,54 @@ class Prediction:
     score: np.ndarray | None
 
 
+class LinearScorer:
+    """A fitted StandardScaler + binary LogisticRegression pipeline, evaluated with numpy.
+
+    The same arithmetic scikit-learn performs, in the same order (subtract the mean, divide
+    by the scale, ``@ coef_.T + intercept_``, ``expit``), without its per-call input
+    validation, which costs ~0.2 ms per request, ~40x the arithmetic for one row. Folding
+    the scaler into the coefficients would be cheaper still, but its last-bit differences
+    could flip a label whose decision value is within rounding of 0; this way the outputs
+    equal scikit-learn's.
+    """
+
+    def __init__(self, scaler: StandardScaler, model: LogisticRegression) -> None:
+        self.mean = None if scaler.mean_ is None or not scaler.with_mean else scaler.mean_
+        self.scale = None if scaler.scale_ is None or not scaler.with_std else scaler.scale_
+        self.coef_t = model.coef_.T
+        self.intercept = model.intercept_
+        self.classes = np.asarray(model.classes_)
+
+    @classmethod
+    def of(cls, estimator: Any) -> LinearScorer | None:
+        """Return the scorer of ``estimator`` if it is exactly that pipeline, else None."""
+        if type(estimator) is not Pipeline or len(estimator.steps) != 2:
+            return None
+        scaler, model = estimator.steps[0][1], estimator.steps[1][1]
+        if type(scaler) is not StandardScaler or type(model) is not LogisticRegression:
+            return None
+        coef = getattr(model, "coef_", None)
+        if not isinstance(coef, np.ndarray) or coef.shape[0] != 1 or len(model.classes_) != 2:
+            return None  # sparse coefficients or multiclass: scikit-learn's own path
+        return cls(scaler, model)
+
+    def decision(self, x: np.ndarray) -> np.ndarray:
+        """Return the decision value per row (``decision_function``)."""
+        z = x - self.mean if self.mean is not None else x.copy()
+        if self.scale is not None:
+            z /= self.scale
+        return (z @ self.coef_t + self.intercept).reshape(-1)
+
+    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return (class index, probability of the last class) per row.
+
+        ``classes_[index]`` is what ``predict`` returns; the probability is
+        ``predict_proba(x)[:, -1]``.
+        """
+        d = self.decision(x)
+        return (d > 0).astype(np.intp), expit(d)
+
+
 class Predictor:
     """A fitted scikit-learn estimator plus what serving needs to know about it.
 
@@ -56,6 +107,10 @@ class Predictor:
     proba_decides
         For classifiers: take the predicted class as the most probable one (one model call
         instead of two). Only for estimators where that is what ``predict`` computes.
+    fast
+        Use :class:`LinearScorer` when the estimator is a StandardScaler + binary
+        LogisticRegression pipeline (the default model); other estimators always go through
+        scikit-learn.
     """
 
     def __init__(
@@ -66,6 +121,7 @@ class Predictor:
         version: str,
         feature_names: tuple[str, ...],
         proba_decides: bool = False,
+        fast: bool = True,
     ) -> None:
         self.estimator = estimator
         self.name = name
@@ -77,9 +133,15 @@ class Predictor:
         classes = np.asarray(estimator.classes_) if self.is_classifier else None
         self.classes = classes
         self._numeric_classes = classes is not None and classes.dtype.kind in "biuf"
+        self.scorer = LinearScorer.of(estimator) if fast else None
 
     def predict(self, x: np.ndarray) -> Prediction:
         """Predict ``x`` (rows x ``feature_names``, finite float64) in one vectorized call."""
+        if self.scorer is not None:
+            index, score = self.scorer.predict(x)
+            labels = self.classes[index]
+            values = (labels if self._numeric_classes else index).astype(np.float64)
+            return Prediction(labels.tolist(), values, score)
         # inputs were validated finite at the HTTP edge: skip scikit-learn's second check
         with sklearn.config_context(assume_finite=True):
             score = None
@@ -183,7 +245,8 @@ def load_predictor(
                 f"cannot load model file {path}: {type(exc).__name__}: {exc}; expected a "
                 "scikit-learn estimator saved with pickle or joblib"
             ) from exc
-        order, proba_decides = _feature_order(estimator, features, path), False
+        order = _feature_order(estimator, features, path)
+        proba_decides = _predicts_likeliest_class(estimator)
         log.info("event=model_loaded path=%s model_version=%s", path, version)
     predictor = Predictor(
         estimator,
@@ -193,7 +256,19 @@ def load_predictor(
         proba_decides=proba_decides,
     )
     _smoke_test(predictor, reference)
+    _check_fast_path(predictor, reference)
+    _check_proba_decides(predictor, reference)
     return predictor
+
+
+def _predicts_likeliest_class(estimator: Any) -> bool:
+    """True for the estimators whose ``predict`` is ``classes_[argmax(predict_proba)]``.
+
+    Forests and trees (single output) compute exactly that, so one ``predict_proba`` call
+    answers both: half the model time per request (a 100-tree forest: ~4 ms instead of ~8).
+    """
+    likeliest = (RandomForestClassifier, ExtraTreesClassifier, DecisionTreeClassifier)
+    return isinstance(estimator, likeliest) and getattr(estimator, "n_outputs_", 1) == 1
 
 
 def _require_numeric(reference: Reference) -> None:
@@ -269,4 +344,44 @@ def _smoke_test(predictor: Predictor, reference: Reference) -> None:
         raise ConfigError(
             f"model {predictor.name!r} returns {np.shape(out.labels)} outputs for {x.shape[0]} "
             "rows; expected one value per row (multi-output models are not supported)"
+        )
+
+
+def _check_fast_path(predictor: Predictor, reference: Reference) -> None:
+    """Keep the numpy fast path only if it answers exactly as scikit-learn on the reference."""
+    if predictor.scorer is None:
+        return
+    x = reference.features.select(predictor.feature_names).to_numpy().astype(np.float64)
+    index, score = predictor.scorer.predict(x)
+    labels = predictor.classes[index]
+    est = predictor.estimator
+    with sklearn.config_context(assume_finite=True):
+        same = np.array_equal(labels, est.predict(x)) and np.allclose(
+            score, est.predict_proba(x)[:, -1], rtol=0, atol=1e-12
+        )
+    if not same:
+        predictor.scorer = None
+        log.warning(
+            "event=fast_predict_disabled model=%s reason=differs from scikit-learn %s on the "
+            "reference rows action=using scikit-learn's predict",
+            predictor.name,
+            sklearn.__version__,
+        )
+    else:
+        log.info("event=fast_predict_enabled model=%s kind=scaler+logistic", predictor.name)
+
+
+def _check_proba_decides(predictor: Predictor, reference: Reference) -> None:
+    """Keep ``proba_decides`` only if it labels the reference rows exactly as ``predict``."""
+    if not predictor.proba_decides or predictor.scorer is not None:
+        return
+    x = reference.features.select(predictor.feature_names).to_numpy().astype(np.float64)
+    with sklearn.config_context(assume_finite=True):
+        expected = np.asarray(predictor.estimator.predict(x)).ravel().tolist()
+    if predictor.predict(x).labels != expected:
+        predictor.proba_decides = False
+        log.warning(
+            "event=proba_decides_disabled model=%s reason=argmax of predict_proba differs "
+            "from predict on the reference rows action=calling both",
+            predictor.name,
         )

@@ -1,0 +1,50 @@
+"""The practical ceiling for the serving benchmark: a bare app that only calls the model.
+
+One ``async def`` endpoint that reads the body, decodes it with orjson, hands the rows to
+the same predictor driftlake's server uses, and answers ``{"prediction": [...]}``: no
+validation, no capture, no metrics, no middleware. What any model server on this stack
+(uvicorn + FastAPI, one worker) can at best do with this model.
+
+Run: ``uv run python -m bench.bare --port 9002 [--model-path PATH]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from bench.procs import bench_predictor, columns_to_matrix, serve
+
+
+def create_app(model_path: str | None) -> FastAPI:
+    predictor = bench_predictor(model_path)
+    order = {name: i for i, name in enumerate(predictor.feature_names)}
+    app = FastAPI(title="bare model endpoint")
+
+    @app.post("/get-prediction")
+    async def get_prediction(request: Request) -> Response:
+        features = orjson.loads(await request.body())["features"]
+        out = predictor.predict(columns_to_matrix(features["columns"], features["data"], order))
+        return Response(orjson.dumps({"prediction": out.labels}), media_type="application/json")
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--model-path", default=None, help="estimator file (default model)")
+    args = parser.parse_args()
+    serve(create_app(args.model_path), args.host, args.port)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""Benchmark plumbing: start servers on loopback, read their CPU time, stop them, load models."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
+
+from ingest import Warehouse, load_reference
+from serving import Predictor, ServingSettings, load_predictor
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "reference.parquet"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Proc:
+    """One server process on 127.0.0.1 and its log file."""
+
+    name: str
+    url: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time the process has used so far (from /proc)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(self.url + path, timeout=30, trust_env=False)
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM (graceful: the capture buffer is published), then kill after ``timeout``."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+
+def start(name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None) -> Proc:
+    """Run ``python <argv> --port P`` and wait until ``/healthz`` answers."""
+    port = free_port()
+    log_path = log_dir / f"{name}.log"
+    child_env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLAKE_")}
+    child_env.update(env or {})
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, *argv, "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT,
+            env=child_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    handle = Proc(name, f"http://127.0.0.1:{port}", proc, log_path)
+    deadline = time.monotonic() + 120
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}: {log_path.read_text()}")
+        try:
+            if handle.get("/healthz").status_code == 200:
+                return handle
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            handle.stop()
+            raise RuntimeError(f"{name} did not answer /healthz in 120 s: {log_path.read_text()}")
+        time.sleep(0.1)
+
+
+def metrics(proc: Proc) -> dict[str, float]:
+    """Scrape a driftlake model server's ``/metrics`` (samples without labels only)."""
+    out = {}
+    for family in text_string_to_metric_families(proc.get("/metrics").text):
+        for sample in family.samples:
+            if not sample.labels:
+                out[sample.name] = sample.value
+    return out
+
+
+def bench_predictor(model_path: str | None, cache: str | None = None) -> Predictor:
+    """The predictor the model server would serve: the default model, or ``model_path``.
+
+    ``cache`` is the warehouse the default model is cached in (a temporary one if None).
+    """
+    warehouse = cache or tempfile.mkdtemp(prefix="driftlake-bench-model-")
+    settings = ServingSettings(
+        reference_path=REFERENCE,
+        warehouse=warehouse,
+        model_path=model_path or None,
+        replica="bench",
+        capture=False,
+    )
+    reference = load_reference(settings.reference_path, settings.model_name, label=settings.label)
+    return load_predictor(settings, reference, Warehouse(warehouse))
+
+
+def columns_to_matrix(columns: list[str], data: list[list[float]], order: dict[str, int]):
+    """Rows as a float64 matrix in the model's column order (no validation beyond numpy's)."""
+    x = np.array(data, dtype=np.float64)
+    take = [columns.index(name) for name in order]
+    return x if take == list(range(len(take))) else np.ascontiguousarray(x[:, take])
+
+
+def serve(app, host: str, port: int) -> None:
+    """Run ``app`` as ``python -m serving`` runs the model server: one uvicorn worker."""
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        workers=1,
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+    )
