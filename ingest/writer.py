@@ -115,7 +115,18 @@ class LandingWriter:
 
     # -- request path -------------------------------------------------------------------
     def append(self, batch: pa.RecordBatch) -> bool:
-        """Queue ``batch`` for publishing; O(1). Returns False if it was dropped (buffer full)."""
+        """Queue ``batch`` for publishing; O(1). Returns False if it was dropped (buffer full).
+
+        A batch with columns in another order or of a narrower type (float32, ints) is cast
+        to the landing schema first, so one odd batch can never block every later flush.
+
+        Raises
+        ------
+        SchemaError
+            If a column is missing, unexpected, or cannot be cast; nothing is queued.
+        """
+        if not batch.schema.equals(self.arrow_schema):
+            batch = self.schema.conform(batch)
         return self._enqueue(batch, batch.num_rows)
 
     def append_block(

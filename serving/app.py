@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import os
@@ -154,18 +155,20 @@ def _build_service(settings: ServingSettings) -> Service:
     reference = load_reference(settings.reference_path, settings.model_name, label=settings.label)
     warehouse = Warehouse(settings.warehouse)
     predictor = load_predictor(settings, reference, warehouse)
+    # one explicit landing schema per model version, recorded in every file's footer
+    schema = dataclasses.replace(reference.schema, version=predictor.version)
     writer = capture = None
     if settings.capture:
         writer = LandingWriter(
             warehouse,
-            reference.schema,
+            schema,
             settings.replica,
             flush_rows=settings.flush_rows,
             flush_interval=settings.flush_interval,
             max_buffer_rows=settings.max_buffer_rows,
         )
         builder = CaptureBatchBuilder(
-            reference.schema,
+            schema,
             predictor.feature_names,
             replica=settings.replica,
             model_version=predictor.version,
@@ -182,7 +185,7 @@ def _build_service(settings: ServingSettings) -> Service:
     n_features = len(predictor.feature_names)
     return Service(
         settings=settings,
-        schema=reference.schema,
+        schema=schema,
         predictor=predictor,
         parser=RequestParser(predictor.feature_names, settings.max_batch_rows),
         metrics=metrics,
