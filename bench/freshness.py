@@ -8,9 +8,10 @@ Pushgateway, with the serving and analytics defaults unless ``--flush-interval``
 sends one-row requests of held-out rows at ``--rate`` requests/s.
 
 Each run: clean traffic until a window that began after the clean traffic resumed has been
-pushed without drift, then a random pause of up to one window (so drift starts anywhere in
-a window), then drifted traffic (run.py's scenario: four features shifted by one reference
-standard deviation). ``t0`` is when the first drifted request was sent. Measured:
+pushed without drift, then a random pause of up to one window or one analytics cycle,
+whichever is longer (so drift starts anywhere in both), then drifted traffic (run.py's
+scenario: four features shifted by one reference standard deviation). ``t0`` is when the
+first drifted request was sent. Measured:
 
 - Pushgateway: first poll (every 50 ms) showing ``driftlake_dataset_drift 1`` for a window
   that ends at or after ``t0``;
@@ -154,7 +155,8 @@ def one_run(gen: subprocess.Popen, pushgateway: str, watch: HistoryWatch, args) 
         if time.monotonic() > deadline:
             raise RuntimeError("no clean window was pushed within 120 s")
         time.sleep(0.1)
-    time.sleep(random.uniform(0, window_s))  # drift starts anywhere within a window
+    # drift starts anywhere within a window and within an analytics cycle
+    time.sleep(random.uniform(0, max(window_s, args.interval)))
     gen.stdin.write("drift\n")
     gen.stdin.flush()
     line = gen.stdout.readline().split()

@@ -4,10 +4,11 @@ Run with ``uv run --with py-spy python -m bench.profile --config on --model defa
 --batch 1 --connections 8`` (py-spy is not a project dependency; ``--with`` brings it for
 the run). Starts one server of the serving benchmark (``off``, ``on``, ``fwd`` or ``bare``),
 warms it up, then drives it with wrk for ``--duration`` seconds while py-spy samples every
-thread (``--nonblocking``: the server is never paused). Each sample is put in the bucket of
-the innermost frame that names one (model, JSON parsing and validation, capture, landing
-writer thread, HTTP client, metrics, server and framework, event loop); the table shows
-each bucket's share of the samples and its CPU time per request.
+thread (``--nonblocking``: the server is never paused). Each main-thread sample is put in
+the bucket of the innermost frame that names one (model, JSON parsing and validation,
+capture, HTTP client, metrics, server and framework, event loop), which splits the main
+thread's CPU time (from /proc); the other threads' (the landing writer's) CPU time is read
+from /proc directly. The table shows each part's share and its CPU time per request.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench import wrk
+from bench import procs, wrk
 from bench.serving import bodies, start_servers, train_forest
 
 # (bucket, substrings of a frame), tried from the innermost frame outwards
 BUCKETS = (
-    ("model predict", ("serving/model.py", "sklearn/", "scipy/", "numpy/")),
+    ("model predict", ("serving/model.py", "sklearn/", "scipy/", "numpy/", "joblib/")),
     ("JSON parse + validation", ("serving/request.py", "pydantic", "bench/procs.py")),
     ("capture (request path)", ("serving/capture.py", "ingest/writer.py")),
     ("forwarding HTTP client", ("httpx/", "httpcore/", "ssl.py", "anyio/", "certifi")),
@@ -40,8 +41,6 @@ BUCKETS = (
 
 
 def bucket_of(stack: list[str]) -> str:
-    if "landing-writer" in stack[0]:
-        return "landing writer thread"
     for frame in reversed(stack[1:]):
         for name, needles in BUCKETS:
             if any(n in frame for n in needles):
@@ -78,27 +77,46 @@ def main(argv: list[str] | None = None) -> None:
         )
         # fmt: on
         time.sleep(0.5)
-        cpu0 = server.cpu_seconds()
+        cpu0 = thread_cpu(server.proc.pid)
         result = wrk.run(url, script, args.connections, args.duration)
-        cpu = server.cpu_seconds() - cpu0
+        cpu1 = thread_cpu(server.proc.pid)
         recorder.wait(60)
     finally:
         servers.stop()
+    requests = max(result.requests, 1)
+    main_us = (cpu1["main"] - cpu0["main"]) / requests * 1e6
+    other_us = (cpu1["other"] - cpu0["other"]) / requests * 1e6
+    # Samples of the main thread split its CPU time; the other threads' (the landing writer)
+    # is read from /proc, since their samples also count time spent waiting for the GIL.
     counts: collections.Counter[str] = collections.Counter()
     for line in raw.read_text().splitlines():
         stack, n = line.rsplit(" ", 1)
-        counts[bucket_of(stack.split(";"))] += int(n)
+        frames = stack.split(";")
+        if "MainThread" in frames[0]:
+            counts[bucket_of(frames)] += int(n)
     total = sum(counts.values())
-    per_request_us = cpu / max(result.requests, 1) * 1e6
     print(
         f"{args.config} server, {args.model} model, {args.batch} row(s)/request, "
         f"{args.connections} connections: {result.rps:,.0f} req/s, p50 {result.p50_ms:.2f} ms, "
-        f"p99 {result.p99_ms:.2f} ms; server CPU {per_request_us:,.0f} us/request"
+        f"p99 {result.p99_ms:.2f} ms; server CPU {main_us + other_us:,.0f} us/request"
     )
-    print("| bucket | share of samples | ~us per request |")
+    print("| where | share of the server's CPU | us per request |")
     print("|---|---|---|")
+    whole = main_us + other_us
     for name, n in counts.most_common():
-        print(f"| {name} | {n / total:.1%} | {per_request_us * n / total:,.0f} |")
+        us = main_us * n / total
+        print(f"| main thread: {name} | {us / whole:.1%} | {us:,.0f} |")
+    print(f"| other threads (landing writer) | {other_us / whole:.1%} | {other_us:,.0f} |")
+
+
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of a process's main thread and of all its other threads (from /proc)."""
+    out = {"main": 0.0, "other": 0.0}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        seconds = (int(fields[11]) + int(fields[12])) / procs.CLK_TCK
+        out["main" if task.name == str(pid) else "other"] += seconds
+    return out
 
 
 if __name__ == "__main__":
