@@ -60,8 +60,14 @@ class Proc:
         return self.proc.returncode
 
 
-def start(name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None = None) -> Proc:
-    """Run ``python <argv> --port P`` and wait until ``/healthz`` answers."""
+def start(
+    name: str,
+    argv: list[str],
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+    cpus: set[int] | None = None,
+) -> Proc:
+    """Run ``python <argv> --port P`` (on ``cpus`` only, if given) until ``/healthz`` answers."""
     port = free_port()
     log_path = log_dir / f"{name}.log"
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLAKE_")}
@@ -73,6 +79,8 @@ def start(name: str, argv: list[str], log_dir: Path, env: dict[str, str] | None 
             env=child_env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            # every thread the server starts inherits the affinity
+            preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
         )
     handle = Proc(name, f"http://127.0.0.1:{port}", proc, log_path)
     deadline = time.monotonic() + 120

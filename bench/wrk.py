@@ -68,9 +68,21 @@ def write_script(bodies: list[bytes], path: str = "/get-prediction") -> Path:
     return Path(name)
 
 
-def run(url: str, script: Path, connections: int, seconds: float, threads: int = 1) -> WrkResult:
-    """Run wrk against ``url`` for ``seconds`` with ``connections`` kept-alive connections."""
+def run(
+    url: str,
+    script: Path,
+    connections: int,
+    seconds: float,
+    threads: int = 1,
+    cpus: set[int] | None = None,
+) -> WrkResult:
+    """Run wrk against ``url`` for ``seconds`` with ``connections`` kept-alive connections.
+
+    With ``cpus``, wrk runs on those CPUs only.
+    """
+    pin = ["taskset", "-c", ",".join(map(str, sorted(cpus)))] if cpus else []
     cmd = [
+        *pin,
         require_wrk(),
         f"-t{min(threads, connections)}",
         f"-c{connections}",

@@ -81,6 +81,8 @@ class Warehouse:
         compression: str = "zstd",
         compression_level: int | None = 1,
         row_group_size: int | None = None,
+        use_dictionary: bool | list[str] = True,
+        write_statistics: bool | list[str] = True,
     ) -> StoredFile:
         """Write ``table`` as Parquet at ``rel`` so that readers see all of it or nothing.
 
@@ -99,6 +101,8 @@ class Warehouse:
                 compression=compression,
                 compression_level=compression_level,
                 row_group_size=row_group_size,
+                use_dictionary=use_dictionary,
+                write_statistics=write_statistics,
                 filesystem=self.fs,
             )
             self.fs.move(tmp, dest)

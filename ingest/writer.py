@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from ingest import paths
 from ingest.errors import LandingError, SchemaError
-from ingest.schema import TS, TS_TYPE, ModelSchema
+from ingest.schema import MODEL_VERSION, REPLICA, TS, TS_TYPE, ModelSchema
 from ingest.storage import Warehouse
 
 log = logging.getLogger("driftlake.ingest.writer")
@@ -45,6 +45,11 @@ _Block = tuple
 # buffer after an outage holds up to max_buffer_rows) converts in bounded pieces: ~1 ms of
 # GIL-holding numpy work per piece for 32-row requests, ~8 ms for one-row requests.
 _RUN_ROWS = 8192
+# Codecs a landing file may use. "none" is the default: landing files live until compaction
+# rewrites them with zstd, and on continuous feature values zstd level 1 saves ~18% of the
+# bytes (236 against 288 B/row) for ~3x the CPU of the flush, CPU taken from the request path
+# on a busy server (bench/landing.py measures both).
+CODECS = ("none", "zstd", "snappy", "lz4")
 
 
 class LandingWriter:
@@ -68,7 +73,9 @@ class LandingWriter:
     max_buffer_rows
         Rows kept while the store is failing; appends beyond it are dropped and counted.
     compression
-        Parquet codec of landing files (``zstd`` at level 1, or ``snappy``).
+        Parquet codec of landing files, one of :data:`CODECS` (``zstd`` at level 1).
+        Dictionary encoding is used for the replica, model version and categorical columns
+        only: on unique request ids and continuous numbers it costs CPU and saves nothing.
 
     Example
     -------
@@ -88,8 +95,10 @@ class LandingWriter:
         flush_rows: int = 5000,
         flush_interval: float = 1.0,
         max_buffer_rows: int = 1_000_000,
-        compression: str = "zstd",
+        compression: str = "none",
     ) -> None:
+        if compression not in CODECS:
+            raise ValueError(f"compression must be one of {CODECS}, not {compression!r}")
         self.warehouse = warehouse
         self.schema = schema
         self.arrow_schema = schema.arrow_schema()
@@ -103,6 +112,9 @@ class LandingWriter:
         self._stop = threading.Event()
         self._numeric = all(f.kind == "numeric" for f in schema.features)
         self._n_features = len(schema.features)
+        self._dictionary_columns = [REPLICA, MODEL_VERSION] + [
+            f.name for f in schema.features if f.kind != "numeric"
+        ]
         # entries are whole requests, never rows: an Arrow batch, or a block built at flush
         self._buffer: deque[tuple[float, pa.RecordBatch | _Block]] = deque()
         self._buffered = 0
@@ -366,9 +378,13 @@ class LandingWriter:
             version = pa.repeat(pa.scalar(distinct.pop(), pa.string()), n)
         else:
             version = pa.array(versions, pa.string()).take(block_of_row)
-        # features x rows in one pass (concatenating the transposed views), one Arrow array
-        # over all of it, then one zero-copy slice per feature column
-        flat = pa.array(np.concatenate([x.T for x in features], axis=1).ravel())
+        # features x rows in one pass (concatenating the transposed views into a C-ordered
+        # array: without ``out`` numpy keeps the views' Fortran order and ravel() copies it
+        # all again, ~10x slower), one Arrow array over all of it, then one zero-copy slice
+        # per feature column
+        by_feature = np.empty((self._n_features, n))
+        np.concatenate([x.T for x in features], axis=1, out=by_feature)
+        flat = pa.array(by_feature.ravel())
         nulls = sum(s is None for s in scores)
         if nulls == k:
             score = pa.nulls(n, pa.float64())
@@ -407,6 +423,10 @@ class LandingWriter:
                     rel,
                     compression=self.compression,
                     compression_level=1 if self.compression == "zstd" else None,
+                    use_dictionary=self._dictionary_columns,
+                    # readers prune landing files by time only; compaction writes statistics
+                    # for every column (they cost ~15% of an uncompressed flush)
+                    write_statistics=[TS],
                 )
             except (LandingError, OSError) as exc:
                 left = pa.array(distinct.to_pylist()[i:], hours.type)

@@ -30,6 +30,7 @@ FLAGS = {
     "--flush-rows": ("flush_rows", int),
     "--flush-interval": ("flush_interval", float),
     "--max-buffer-rows": ("max_buffer_rows", int),
+    "--landing-compression": ("landing_compression", str),
     "--max-batch-rows": ("max_batch_rows", int),
 }
 

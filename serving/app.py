@@ -166,6 +166,7 @@ def _build_service(settings: ServingSettings) -> Service:
             flush_rows=settings.flush_rows,
             flush_interval=settings.flush_interval,
             max_buffer_rows=settings.max_buffer_rows,
+            compression=settings.landing_compression,
         )
         builder = CaptureBatchBuilder(
             schema,

@@ -1,0 +1,120 @@
+"""Benchmark: the model server under several settings (or source trees), side by side.
+
+Run with ``uv run python -m bench.variants --variant off=--no-capture --variant on=
+[--model forest] [--batch 32] [--connections 8] [--rounds 5]``. Each ``--variant
+NAME[@TREE]=FLAGS`` starts one ``python -m serving`` with those flags (split like a shell
+would), from this tree or from ``TREE``, an older checkout made with ``git archive <rev> |
+tar -x -C /tmp/old`` (imported first on its own ``sys.path``, so the same virtual
+environment serves both). All variants run at once; wrk drives one at a time for
+``--duration`` seconds in a rotating order, for ``--rounds`` rounds; medians are shown,
+with each variant's throughput and p99 against the first variant's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import statistics
+import tempfile
+from pathlib import Path
+
+from bench import procs, wrk
+from bench.serving import bodies, train_forest, wait_quiet
+
+LAUNCH = (
+    "import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); sys.argv[0] = 'serving'; "
+    "runpy.run_module('serving', run_name='__main__')"
+)
+
+
+def parse_variant(text: str) -> tuple[str, Path, list[str]]:
+    """Split ``NAME[@TREE]=FLAGS`` into the name, the source tree and the flags."""
+    head, sep, flags = text.partition("=")
+    if not sep or not head:
+        raise argparse.ArgumentTypeError(f"expected NAME[@TREE]=FLAGS, got {text!r}")
+    name, _, tree = head.partition("@")
+    root = Path(tree).resolve() if tree else procs.ROOT
+    if not (root / "serving" / "__main__.py").is_file():
+        raise argparse.ArgumentTypeError(f"{root} holds no serving package")
+    return name, root, shlex.split(flags)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--variant", type=parse_variant, action="append", required=True, help="NAME[@TREE]=FLAGS"
+    )
+    parser.add_argument("--model", default="default", choices=["default", "forest"])
+    parser.add_argument("--batch", type=int, default=1, help="rows per request")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--duration", type=float, default=4.0)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="servers on CPU 1, wrk on CPU 0: what capture costs a worker that has one core",
+    )
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="driftlake-bench-variants-"))
+    model = []
+    if args.model == "forest":
+        model = ["--model-path", str(train_forest(work / "forest.joblib"))]
+    servers = {}
+    try:
+        for name, tree, flags in args.variant:
+            # fmt: off
+            servers[name] = procs.start(
+                name,
+                ["-c", LAUNCH, str(tree), "--warehouse", str(work / name),
+                 "--reference", str(procs.REFERENCE), "--replica", name,
+                 *model, *flags],
+                work,
+                cpus={1} if args.pin else None,
+            )
+            # fmt: on
+        script = wrk.write_script(bodies(args.batch))
+        for p in servers.values():
+            wrk.run(p.url + "/get-prediction", script, 8, 1)  # warm-up
+        names = list(servers)
+        runs: dict[str, list] = {n: [] for n in names}
+        for rnd in range(args.rounds):
+            k = rnd % len(names)
+            for name in names[k:] + names[:k]:
+                p = servers[name]
+                cpu0 = p.cpu_seconds()
+                r = wrk.run(
+                    p.url + "/get-prediction",
+                    script,
+                    args.connections,
+                    args.duration,
+                    cpus={0} if args.pin else None,
+                )
+                wait_quiet([p])
+                runs[name].append((r, (p.cpu_seconds() - cpu0) / max(r.requests, 1) * 1e3))
+    finally:
+        for p in servers.values():
+            p.stop()
+    print(
+        f"{args.model} model, {args.batch} row(s)/request, {args.connections} connections, "
+        f"medians of {args.rounds} rounds of {args.duration:g} s"
+    )
+    print(
+        f"| server | req/s | p50 ms | p99 ms | CPU ms/request | req/s / {names[0]} "
+        f"| p99 - {names[0]} |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    first = None
+    for name, rs in runs.items():
+        rps = statistics.median(r.rps for r, _ in rs)
+        p50 = statistics.median(r.p50_ms for r, _ in rs)
+        p99 = statistics.median(r.p99_ms for r, _ in rs)
+        cpu = statistics.median(c for _, c in rs)
+        first = first or (rps, p99)
+        print(
+            f"| {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {cpu:.3f} | "
+            f"{rps / first[0]:.2f} | {p99 - first[1]:+.2f} ms |"
+        )
+
+
+if __name__ == "__main__":
+    main()
