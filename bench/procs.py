@@ -41,9 +41,18 @@ class Proc:
     log_path: Path
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the process has used so far (from /proc)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        """User + system CPU time of the process and its live children (its publisher)."""
+        total = 0
+        pids = [self.proc.pid]
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            except FileNotFoundError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+            pids += [int(k) for k in kids]
+        return total / CLK_TCK
 
     def get(self, path: str) -> httpx.Response:
         return httpx.get(self.url + path, timeout=30, trust_env=False)

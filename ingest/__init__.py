@@ -16,6 +16,7 @@ from ingest.errors import (
     LandingError,
     SchemaError,
 )
+from ingest.process_writer import ProcessLandingWriter, process_writer_supported
 from ingest.progress import ProgressMark, hold, mark_sealed, sealed_before
 from ingest.quarantine import list_quarantined, quarantine
 from ingest.reader import (
@@ -65,6 +66,7 @@ __all__ = [
     "LandingFile",
     "LandingWriter",
     "ModelSchema",
+    "ProcessLandingWriter",
     "ProgressMark",
     "Reference",
     "RetentionPolicy",
@@ -81,6 +83,7 @@ __all__ = [
     "list_quarantined",
     "load_reference",
     "mark_sealed",
+    "process_writer_supported",
     "quarantine",
     "read_file",
     "read_keys",

@@ -52,6 +52,31 @@ _RUN_ROWS = 8192
 CODECS = ("none", "zstd", "snappy", "lz4")
 
 
+def check_block(
+    schema: ModelSchema, features: np.ndarray, prediction: np.ndarray, score: np.ndarray | None
+) -> None:
+    """Raise SchemaError unless the arrays are one request's rows for ``schema``.
+
+    Checked when a block is appended, not at flush: a bad block would fail every flush
+    after it.
+    """
+    n_features = len(schema.features)
+    n = features.shape[0] if features.ndim == 2 else -1
+    if (
+        any(f.kind != "numeric" for f in schema.features)
+        or features.shape != (n, n_features)
+        or prediction.shape != (n,)
+        or (score is not None and score.shape != (n,))
+    ):
+        raise SchemaError(
+            f"block for model {schema.model!r} does not match its landing schema: "
+            f"expected features of shape (rows, {n_features}) (numeric features "
+            f"only) and one prediction (and score) per row; got features "
+            f"{features.shape}, prediction {prediction.shape}, score "
+            f"{None if score is None else score.shape}. Categorical schemas use append()"
+        )
+
+
 class LandingWriter:
     """Buffers one replica's rows in memory and publishes them as landing Parquet files.
 
@@ -110,7 +135,6 @@ class LandingWriter:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._numeric = all(f.kind == "numeric" for f in schema.features)
         self._n_features = len(schema.features)
         self._dictionary_columns = [REPLICA, MODEL_VERSION] + [
             f.name for f in schema.features if f.kind != "numeric"
@@ -185,21 +209,8 @@ class LandingWriter:
             If the schema has a categorical feature (use :meth:`append`), or the arrays'
             shapes do not match each other and the schema's features.
         """
-        n = features.shape[0] if features.ndim == 2 else -1
-        if (
-            not self._numeric
-            or features.shape != (n, self._n_features)
-            or prediction.shape != (n,)
-            or (score is not None and score.shape != (n,))
-        ):
-            # checked here, not at flush: a bad block would fail every flush after it
-            raise SchemaError(
-                f"block for model {self.schema.model!r} does not match its landing schema: "
-                f"expected features of shape (rows, {self._n_features}) (numeric features "
-                f"only) and one prediction (and score) per row; got features "
-                f"{features.shape}, prediction {prediction.shape}, score "
-                f"{None if score is None else score.shape}. Categorical schemas use append()"
-            )
+        check_block(self.schema, features, prediction, score)
+        n = features.shape[0]
         # no-ops for the float64 arrays serving passes; other numbers are converted here
         features = np.asarray(features, np.float64)
         prediction = np.asarray(prediction, np.float64)

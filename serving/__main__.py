@@ -47,12 +47,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for flag, (field, kind) in FLAGS.items():
         doc = ServingSettings.model_fields[field].description
         parser.add_argument(flag, dest=field, type=kind, default=None, help=doc)
-    parser.add_argument(
-        "--capture",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help=ServingSettings.model_fields["capture"].description,
-    )
+    for flag in ("capture", "capture_process"):
+        parser.add_argument(
+            "--" + flag.replace("_", "-"),
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=ServingSettings.model_fields[flag].description,
+        )
     parser.add_argument(
         "--graceful-timeout",
         type=float,
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
     overrides = {
         field: getattr(args, field)
-        for field in [f for f, _ in FLAGS.values()] + ["capture"]
+        for field in [f for f, _ in FLAGS.values()] + ["capture", "capture_process"]
         if getattr(args, field) is not None
     }
     try:

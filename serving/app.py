@@ -19,7 +19,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from ingest import LandingWriter, ModelSchema, Warehouse, load_reference
+from ingest import (
+    LandingWriter,
+    ModelSchema,
+    ProcessLandingWriter,
+    Warehouse,
+    load_reference,
+    process_writer_supported,
+)
 from serving.capture import Capture, CaptureBatchBuilder
 from serving.metrics import RequestMetricsMiddleware, ServingMetrics
 from serving.model import Predictor, load_predictor
@@ -159,7 +166,8 @@ def _build_service(settings: ServingSettings) -> Service:
     schema = dataclasses.replace(reference.schema, version=predictor.version)
     writer = capture = None
     if settings.capture:
-        writer = LandingWriter(
+        use_process = settings.capture_process and process_writer_supported()
+        writer = (ProcessLandingWriter if use_process else LandingWriter)(
             warehouse,
             schema,
             settings.replica,

@@ -93,6 +93,12 @@ class ServingSettings(BaseSettings):
         description="Parquet codec of landing files. Default: none (compaction rewrites them "
         "with zstd; zstd here saves ~18% of the bytes for ~3x the flush's CPU).",
     )
+    capture_process: bool = Field(
+        True,
+        description="Publish landing files from a child process fed through shared memory "
+        "(x86-64 Linux), so Parquet encoding never contends with requests for the GIL; false: "
+        "from a thread of the server. Default: true.",
+    )
     max_batch_rows: int = Field(
         1000, gt=0, le=100_000, description="Most rows one request may carry. Default: 1000."
     )

@@ -60,10 +60,13 @@ def landed_ids(wh: Path) -> list[str]:
     return [] if frame.is_empty() else frame["request_id"].to_list()
 
 
-def test_sigterm_publishes_every_accepted_row_exactly_once(tmp_path):
+@pytest.mark.parametrize("capture_process", [True, False], ids=["process", "thread"])
+def test_sigterm_publishes_every_accepted_row_exactly_once(tmp_path, capture_process):
     wh = tmp_path / "wh"
     # flushes by count run while traffic flows; SIGTERM must publish the rest
-    with model_server(wh, replica="term", flush_rows=64, flush_interval=600) as server:
+    with model_server(
+        wh, replica="term", flush_rows=64, flush_interval=600, capture_process=capture_process
+    ) as server:
         sender = Sender(server)
         for i in range(60):
             sender.send(1 + i % 7)
@@ -81,10 +84,51 @@ def test_sigterm_publishes_every_accepted_row_exactly_once(tmp_path):
     assert sorted(ids) == sorted(sender.ids)
 
 
+def publisher_of(pid: int) -> int:
+    """The pid of the server's publisher process (its only child)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+def wait_exited(pid: int, timeout: float = 60.0) -> None:
+    """Wait until ``pid`` (not our child: reparented) has exited."""
+
+    def gone() -> bool:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except FileNotFoundError:
+            return True
+        return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+    wait_until(gone, timeout=timeout)
+
+
+def test_sigkill_of_the_server_loses_nothing_its_publisher_took(tmp_path):
+    """With the publisher process (the default), SIGKILL of the server loses no accepted row:
+    every row is in shared memory the publisher owns, and an orphaned publisher publishes
+    all of it and exits."""
+    wh = tmp_path / "wh"
+    with model_server(wh, replica="kill-p", flush_rows=10**6, flush_interval=600) as server:
+        sender = Sender(server)
+        for _ in range(35):
+            sender.send(10)
+        publisher = publisher_of(server.proc.pid)
+        server.proc.kill()
+        server.proc.wait(10)
+        wait_exited(publisher)
+    ids = landed_ids(wh)
+    assert len(ids) == len(set(ids))
+    assert sorted(ids) == sorted(sender.ids)
+
+
 def test_sigkill_loses_at_most_the_rows_since_the_last_count_flush(tmp_path):
+    """The thread writer (CAPTURE_PROCESS=false, and where the spool is unsupported)."""
     wh = tmp_path / "wh"
     flush_rows = 100
-    with model_server(wh, replica="kill-n", flush_rows=flush_rows, flush_interval=600) as server:
+    with model_server(
+        wh, replica="kill-n", flush_rows=flush_rows, flush_interval=600, capture_process=False
+    ) as server:
         sender = Sender(server)
         for _ in range(35):
             sender.send(10)
@@ -115,7 +159,9 @@ def test_sigkill_loses_at_most_the_rows_since_the_last_count_flush(tmp_path):
 def test_sigkill_loses_at_most_the_rows_of_the_last_flush_interval(tmp_path):
     wh = tmp_path / "wh"
     interval = 0.5
-    with model_server(wh, replica="kill-t", flush_rows=10**6, flush_interval=interval) as server:
+    with model_server(
+        wh, replica="kill-t", flush_rows=10**6, flush_interval=interval, capture_process=False
+    ) as server:
         sender = Sender(server)
         deadline = time.monotonic() + 3 * interval + 1.0
         while time.monotonic() < deadline:
@@ -137,10 +183,18 @@ def test_sigkill_loses_at_most_the_rows_of_the_last_flush_interval(tmp_path):
     assert m["driftlake_capture_oldest_row_age_seconds"] <= window
 
 
-def test_unwritable_landing_zone_keeps_serving_buffers_retries_and_counts_drops(tmp_path):
+@pytest.mark.parametrize("capture_process", [True, False], ids=["process", "thread"])
+def test_unwritable_landing_zone_keeps_serving_buffers_retries_and_counts_drops(
+    tmp_path, capture_process
+):
     wh = tmp_path / "wh"
     with model_server(
-        wh, replica="broken", flush_rows=10**6, flush_interval=0.2, max_buffer_rows=60
+        wh,
+        replica="broken",
+        flush_rows=10**6,
+        flush_interval=0.2,
+        max_buffer_rows=60,
+        capture_process=capture_process,
     ) as server:
         sender = Sender(server)
         for _ in range(3):

@@ -1,0 +1,267 @@
+"""The landing writer that publishes from a child process: the request path never shares the GIL.
+
+Why a process: :class:`LandingWriter` flushes on a thread of the server. A flush makes
+hundreds of short pyarrow and file-system calls, each of which releases the GIL and must
+take it back. A busy request path (the event loop between requests, or a forest releasing
+the GIL once per tree) re-takes the GIL first every time, so the flush waits out Python's
+switch interval on each call, takes seconds, and the two threads convoy: measured on 2
+cores, capture with the thread cost the default model's 32-row requests ~150 us of CPU per
+request instead of the flush's own ~30 us, and a forest ~10-20% of its throughput
+(BENCHMARKS.md). Here the request path copies each request's arrays into a shared-memory
+ring (:mod:`ingest.spool`, no lock, no system call) and a publisher process
+(:mod:`ingest.publisher`) turns them into landing files with the same LandingWriter code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import platform
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pyarrow as pa
+
+from ingest import paths
+from ingest import spool as sp
+from ingest.errors import LandingError
+from ingest.schema import ModelSchema
+from ingest.storage import Warehouse
+from ingest.writer import CODECS, WriterStats, check_block
+
+log = logging.getLogger("driftlake.ingest.process_writer")
+
+# bytes of shared memory per row, beyond its numbers: a 1-row request's record header, id
+# and version, rounded up
+_ROW_OVERHEAD = 96
+_CHECK_EVERY = 1.0  # seconds between checks that the publisher is alive, on the request path
+
+
+def process_writer_supported() -> bool:
+    """True where the spool's ordering assumption holds (x86-64 Linux with memfd)."""
+    return (
+        sys.platform == "linux"
+        and platform.machine() in ("x86_64", "AMD64")
+        and hasattr(os, "memfd_create")
+    )
+
+
+class ProcessLandingWriter:
+    """:class:`LandingWriter`'s interface, publishing from a child process.
+
+    Parameters are LandingWriter's, plus ``spool_rows``: how many rows of the schema the
+    shared-memory ring holds between the request path and the publisher (~17 MB for 30
+    features; the publisher takes rows out every 5 ms and between flushes, so the ring
+    fills only if the publisher stalls). Rows the ring
+    cannot take are dropped and counted, as are rows the publisher's own buffer
+    (``max_buffer_rows``, while the landing zone refuses writes) cannot take.
+
+    If the publisher dies it is restarted on the same ring (rows it had taken and not
+    published are counted as dropped). If this process dies, even by SIGKILL, the
+    publisher publishes every row already handed over and exits.
+    """
+
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        schema: ModelSchema,
+        replica: str,
+        *,
+        flush_rows: int = 5000,
+        flush_interval: float = 1.0,
+        max_buffer_rows: int = 1_000_000,
+        compression: str = "none",
+        spool_rows: int = 50_000,
+    ) -> None:
+        if compression not in CODECS:
+            raise ValueError(f"compression must be one of {CODECS}, not {compression!r}")
+        self.warehouse = warehouse
+        self.schema = schema
+        self.arrow_schema = schema.arrow_schema()
+        self.replica = paths.check_name("replica", replica)
+        self.flush_rows = flush_rows
+        self.flush_interval = flush_interval
+        self._config = dict(
+            warehouse=warehouse,
+            schema=schema,
+            replica=self.replica,
+            flush_rows=flush_rows,
+            flush_interval=flush_interval,
+            max_buffer_rows=max_buffer_rows,
+            compression=compression,
+        )
+        row_bytes = 8 * (len(schema.features) + 2) + _ROW_OVERHEAD
+        self._ring = sp.Spool.create(spool_rows * row_bytes)
+        self._lock = threading.Lock()  # one producer at a time, whatever the caller's threads
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stopping = False
+        self._closed = False
+        self._dropping = False
+        self._next_check = 0.0
+        # counters of publishers that died, and rows they took with them
+        self._base = {sp.TAKEN: 0, sp.FLUSHED: 0, sp.FILES: 0, sp.FAILURES: 0, sp.DROPPED: 0}
+        self._lost = 0
+
+    # -- request path -------------------------------------------------------------------
+    def append_block(
+        self,
+        ts_us: int,
+        id_prefix: str,
+        features: np.ndarray,
+        prediction: np.ndarray,
+        score: np.ndarray | None,
+        model_version: str,
+    ) -> bool:
+        """Copy one request's rows into the ring; see :meth:`LandingWriter.append_block`."""
+        check_block(self.schema, features, prediction, score)
+        features = np.asarray(features, np.float64)
+        prediction = np.asarray(prediction, np.float64)
+        score = None if score is None else np.asarray(score, np.float64)
+        with self._lock:
+            ok = self._ring.put_block(ts_us, id_prefix, features, prediction, score, model_version)
+            return self._counted(ok, features.shape[0])
+
+    def append(self, batch: pa.RecordBatch) -> bool:
+        """Copy a record batch into the ring; see :meth:`LandingWriter.append`."""
+        if not batch.schema.equals(self.arrow_schema):
+            batch = self.schema.conform(batch)
+        with self._lock:
+            return self._counted(self._ring.put_arrow(batch), batch.num_rows)
+
+    def _counted(self, ok: bool, n: int) -> bool:
+        ring = self._ring
+        if ok:
+            ring.add(sp.CAPTURED, n)
+            if self._dropping:
+                self._dropping = False
+                log.warning("event=capture_recovered replica=%s", self.replica)
+        else:
+            ring.add(sp.CAPTURED, n)
+            ring.add(sp.RING_DROPPED, n)
+            if not self._dropping:
+                self._dropping = True
+                log.error(
+                    "event=capture_dropping replica=%s reason=the publisher is not taking "
+                    "rows out of the spool (full at %d bytes)",
+                    self.replica,
+                    ring.capacity,
+                )
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._next_check = now + _CHECK_EVERY
+            self._check_publisher()
+        return ok
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> ProcessLandingWriter:
+        """Start the publisher process; returns self."""
+        if self._proc is None:
+            self._spawn()
+        return self
+
+    def _spawn(self) -> None:
+        config = {**self._config, "parent": os.getpid()}
+        self._proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ingest.publisher",
+                str(self._ring.fd),
+                str(self._ring.capacity),
+            ],
+            stdin=subprocess.PIPE,
+            pass_fds=(self._ring.fd,),
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        )
+        self._proc.stdin.write(pickle.dumps(config))
+        self._proc.stdin.close()
+
+    def _check_publisher(self) -> None:
+        """Restart a publisher that died; rows it had taken and not published are lost."""
+        proc = self._proc
+        if proc is None or self._stopping or proc.poll() is None:
+            return
+        ring = self._ring
+        lost = ring.get(sp.TAKEN) - ring.get(sp.FLUSHED) - ring.get(sp.DROPPED)
+        self._lost += lost
+        for slot in self._base:
+            self._base[slot] += ring.get(slot)
+            ring.set(slot, 0)
+        ring.set(sp.BUFFERED, 0)
+        ring.set(sp.OLDEST_NS, 0)
+        log.error(
+            "event=publisher_died replica=%s returncode=%s lost_rows=%d action=restarting",
+            self.replica,
+            proc.returncode,
+            lost,
+        )
+        self._spawn()
+
+    def flush(self, timeout: float = 60.0) -> int:
+        """Publish every row appended so far; returns the rows published meanwhile.
+
+        Raises LandingError if some could not be published (they stay buffered and are
+        retried) or the publisher did not answer within ``timeout``.
+        """
+        with self._lock:
+            self._check_publisher()
+        ring = self._ring
+        before = self.stats().flushed_rows
+        errors = ring.get(sp.FLUSH_ERRORS)
+        request = ring.get(sp.FLUSH_REQUEST) + 1
+        ring.set(sp.FLUSH_REQUEST, request)
+        deadline = time.monotonic() + timeout
+        while ring.get(sp.FLUSH_DONE) < request:
+            if self._proc is None or self._proc.poll() is not None:
+                raise LandingError(f"the publisher of replica {self.replica} is not running")
+            if time.monotonic() > deadline:
+                raise LandingError(f"the publisher did not flush within {timeout:g} s")
+            time.sleep(0.002)
+        published = self.stats().flushed_rows - before
+        if ring.get(sp.FLUSH_ERRORS) != errors:
+            raise LandingError(
+                f"flush of replica {self.replica} left {self.stats().buffered_rows} rows "
+                "unpublished (the landing zone refused them; they are retried)"
+            )
+        return published
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Publish every row (the publisher retries for up to ``timeout``), then stop it."""
+        if self._closed:
+            return
+        self._stopping = True
+        proc = self._proc
+        if proc is None:  # never started: publish what was appended
+            self._spawn()
+            proc = self._proc
+        self._ring.set(sp.STOP, max(1, int(timeout * 1e3)))
+        try:
+            proc.wait(timeout + 10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            log.error("event=publisher_killed replica=%s reason=did not stop", self.replica)
+        self._closed = True
+
+    def stats(self) -> WriterStats:
+        """Counters of this writer and its publishers, read from the ring's header."""
+        ring = self._ring
+        b = self._base
+        captured = ring.get(sp.CAPTURED)
+        flushed = b[sp.FLUSHED] + ring.get(sp.FLUSHED)
+        dropped = ring.get(sp.RING_DROPPED) + b[sp.DROPPED] + ring.get(sp.DROPPED) + self._lost
+        oldest = ring.get(sp.OLDEST_NS)
+        return WriterStats(
+            captured_rows=captured,
+            flushed_rows=flushed,
+            dropped_rows=dropped,
+            buffered_rows=max(0, captured - flushed - dropped),
+            flushed_files=b[sp.FILES] + ring.get(sp.FILES),
+            failed_flushes=b[sp.FAILURES] + ring.get(sp.FAILURES),
+            last_flush_seconds=ring.get(sp.LAST_FLUSH_NS) / 1e9,
+            oldest_buffered_age_seconds=(time.monotonic_ns() - oldest) / 1e9 if oldest else 0.0,
+        )

@@ -1,0 +1,125 @@
+"""The publisher process: takes captured requests out of a spool and publishes landing files.
+
+Started by :class:`ingest.process_writer.ProcessLandingWriter` as ``python -m
+ingest.publisher <fd> <capacity>`` with its settings pickled on stdin. It runs a
+:class:`LandingWriter` without its thread (this process has nothing else to do) and mirrors
+its counters into the spool's header. It ignores SIGINT and SIGTERM: the server that
+started it decides when it stops (the STOP slot), and if that server dies, even by SIGKILL,
+it publishes everything already in the spool and exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import signal
+import sys
+import time
+
+from ingest import spool as sp
+from ingest.errors import LandingError
+from ingest.writer import LandingWriter
+
+log = logging.getLogger("driftlake.ingest.publisher")
+POLL = 0.005  # seconds between looks at the spool
+NICE = 5
+
+
+def serve(ring: sp.Spool, writer: LandingWriter, parent: int) -> None:
+    """Move records from ``ring`` into ``writer`` and publish them until told to stop."""
+    n_features = len(writer.schema.features)
+    backoff = retry_at = 0.0
+    deadline = None
+    while True:
+        now = time.monotonic()
+        ring.set(sp.HEARTBEAT_NS, time.monotonic_ns())
+        stop_ms = ring.get(sp.STOP)
+        if deadline is None and (stop_ms or os.getppid() != parent):
+            # a stopping server says how long it waits; an orphan gets 30 s
+            deadline = now + (stop_ms / 1e3 if stop_ms else 30.0)
+        # read before taking: every record written before a flush request is taken below
+        request = ring.get(sp.FLUSH_REQUEST)
+        pending = request != ring.get(sp.FLUSH_DONE)
+        took = 0
+        for item in ring.take(n_features):
+            if isinstance(item, tuple):
+                writer.append_block(item[0], item[2], *item[3:])
+                took += item[1]
+            else:
+                writer.append(item)
+                took += item.num_rows
+        if took:
+            ring.add(sp.TAKEN, took)
+        s = writer.stats()
+        due = s.buffered_rows > 0 and (
+            deadline is not None
+            or pending
+            or s.buffered_rows >= writer.flush_rows
+            or s.oldest_buffered_age_seconds >= writer.flush_interval
+        )
+        failed = False
+        if due and (pending or now >= retry_at):
+            try:
+                writer.flush()
+                backoff = 0.0
+            except LandingError:
+                failed = True
+                backoff = min(max(backoff * 2, writer.flush_interval), 30.0)
+                retry_at = time.monotonic() + backoff
+        _mirror(ring, writer)
+        if pending:
+            if failed:
+                ring.add(sp.FLUSH_ERRORS, 1)
+            ring.set(sp.FLUSH_DONE, request)
+        if deadline is not None and ring.get(sp.READ_POS) == ring.get(sp.WRITE_POS):
+            left = writer.stats().buffered_rows
+            if left == 0:
+                return
+            if time.monotonic() >= deadline:
+                log.error(
+                    "event=close_lost_rows replica=%s rows=%d reason=the landing zone refused "
+                    "writes until the stop deadline",
+                    writer.replica,
+                    left,
+                )
+                return
+        time.sleep(POLL)
+
+
+def _mirror(ring: sp.Spool, writer: LandingWriter) -> None:
+    s = writer.stats()
+    ring.set(sp.FLUSHED, s.flushed_rows)
+    ring.set(sp.FILES, s.flushed_files)
+    ring.set(sp.FAILURES, s.failed_flushes)
+    ring.set(sp.DROPPED, s.dropped_rows)
+    ring.set(sp.BUFFERED, s.buffered_rows)
+    ring.set(sp.LAST_FLUSH_NS, int(s.last_flush_seconds * 1e9))
+    oldest = s.oldest_buffered_age_seconds
+    ring.set(sp.OLDEST_NS, time.monotonic_ns() - int(oldest * 1e9) if s.buffered_rows else 0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    fd, capacity = int(args[0]), int(args[1])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # background work with a buffer in front of it: under CPU contention the server's
+    # request path goes first, and the publisher still gets about a third of a core
+    os.nice(NICE)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+    )
+    config = pickle.loads(sys.stdin.buffer.read())
+    parent = config.pop("parent")
+    writer = LandingWriter(**config)
+    ring = sp.Spool(fd, capacity)
+    try:
+        serve(ring, writer, parent)
+    finally:
+        _mirror(ring, writer)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+"""A shared-memory ring that carries captured requests from a model server to its publisher.
+
+One producer (the server's request path) and one consumer (the publisher process). The
+producer copies a request's arrays into the ring and advances ``write_pos``; the consumer
+copies records out and advances ``read_pos``. Neither ever waits for the other, takes a lock
+the other holds, or makes a system call: the request path never shares the GIL with
+Parquet encoding (see ingest/process_writer.py for why that matters).
+
+The ring lives in a ``memfd`` (anonymous shared memory, not bounded by a container's small
+``/dev/shm``) that the child inherits as a file descriptor. Positions and counters are
+64-bit slots in a header; each slot has exactly one writer. Records never straddle the end
+of the ring: one that does not fit there is preceded by a pad record and starts at 0. The
+producer writes a record's bytes before publishing ``write_pos`` (x86-64 and arm64 keep
+stores of one thread in this order for another core's loads when they go through the same
+aligned 8-byte slot after a full write; CPython performs them in program order).
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+
+# header slots (uint64); the comment names the only process that writes each
+WRITE_POS = 0  # producer: bytes ever written
+READ_POS = 1  # consumer: bytes ever consumed
+CAPTURED = 2  # producer: rows put into the ring
+RING_DROPPED = 3  # producer: rows not put because the ring was full
+TAKEN = 4  # consumer: rows taken out of the ring
+FLUSHED = 5  # consumer: rows published
+FILES = 6  # consumer
+FAILURES = 7  # consumer: failed flush attempts
+DROPPED = 8  # consumer: rows its own buffer bound dropped
+LAST_FLUSH_NS = 9  # consumer: duration of the last flush
+OLDEST_NS = 10  # consumer: CLOCK_MONOTONIC ns of its oldest unpublished row, 0 if none
+BUFFERED = 11  # consumer: rows taken and not yet published
+FLUSH_REQUEST = 12  # producer: a counter; the consumer publishes everything and echoes it
+FLUSH_DONE = 13  # consumer: the last FLUSH_REQUEST served
+FLUSH_ERRORS = 14  # consumer: FLUSH_REQUESTs that ended with rows unpublished
+STOP = 15  # producer: 1 = publish everything and exit
+HEARTBEAT_NS = 16  # consumer: CLOCK_MONOTONIC ns of its last loop
+SLOTS = 24
+HEADER = SLOTS * 8
+
+BLOCK, ARROW, PAD = 1, 2, 3
+# total length, kind, ts_us, rows, id bytes, version bytes (or IPC bytes), has score
+_REC = struct.Struct("<IIqIIII")
+
+
+def _align(n: int) -> int:
+    return (n + 7) & ~7
+
+
+class Spool:
+    """The ring over ``fd`` of ``capacity`` data bytes; create with :meth:`create`."""
+
+    def __init__(self, fd: int, capacity: int) -> None:
+        self.fd = fd
+        self.capacity = capacity
+        self._mm = mmap.mmap(fd, HEADER + capacity)
+        self.header = np.ndarray((SLOTS,), np.uint64, buffer=self._mm)
+        self._data = memoryview(self._mm)[HEADER:]
+
+    @classmethod
+    def create(cls, capacity: int) -> Spool:
+        """A new zeroed ring in a fresh memfd (inheritable, so a child can map it)."""
+        capacity = _align(capacity)
+        fd = os.memfd_create("driftlake-spool", 0)
+        os.ftruncate(fd, HEADER + capacity)
+        os.set_inheritable(fd, True)
+        return cls(fd, capacity)
+
+    def close(self) -> None:
+        """Unmap and close the descriptor (views handed out must be gone)."""
+        self._data.release()
+        del self.header
+        self._mm.close()
+        os.close(self.fd)
+
+    def get(self, slot: int) -> int:
+        return int(self.header[slot])
+
+    def set(self, slot: int, value: int) -> None:
+        self.header[slot] = value
+
+    def add(self, slot: int, n: int) -> None:
+        """Add to a slot only this process writes."""
+        self.header[slot] += n
+
+    # -- producer -----------------------------------------------------------------------
+    def _reserve(self, size: int) -> int | None:
+        """Offset where ``size`` bytes can go (after a pad record if needed), or None."""
+        w = self.get(WRITE_POS)
+        used = w - self.get(READ_POS)
+        at = w % self.capacity
+        tail = self.capacity - at
+        need = size if tail >= size else tail + size
+        if used + need > self.capacity:
+            return None
+        if tail < size:
+            if tail >= _REC.size:
+                _REC.pack_into(self._data, at, tail, PAD, 0, 0, 0, 0, 0)
+            # a tail shorter than a record header is skipped implicitly by the consumer
+            self.set(WRITE_POS, w + tail)
+            return 0
+        return at
+
+    def put_block(
+        self,
+        ts_us: int,
+        id_prefix: str,
+        features: np.ndarray,
+        prediction: np.ndarray,
+        score: np.ndarray | None,
+        model_version: str,
+    ) -> bool:
+        """Copy one request's rows in; False (nothing written) if the ring is full."""
+        rid = id_prefix.encode()
+        ver = model_version.encode()
+        n = features.shape[0]
+        arrays = [features, prediction] if score is None else [features, prediction, score]
+        body = _align(_REC.size + len(rid) + len(ver))
+        size = body + sum(a.nbytes for a in arrays)
+        at = self._reserve(size)
+        if at is None:
+            return False
+        _REC.pack_into(self._data, at, size, BLOCK, ts_us, n, len(rid), len(ver), score is not None)
+        start = at + _REC.size
+        self._data[start : start + len(rid)] = rid
+        self._data[start + len(rid) : start + len(rid) + len(ver)] = ver
+        at += body
+        for a in arrays:
+            self._data[at : at + a.nbytes] = memoryview(np.ascontiguousarray(a)).cast("B")
+            at += a.nbytes
+        self.set(WRITE_POS, self.get(WRITE_POS) + size)
+        return True
+
+    def put_arrow(self, batch: pa.RecordBatch) -> bool:
+        """Copy a record batch in (Arrow IPC); False (nothing written) if the ring is full."""
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.schema) as stream:
+            stream.write_batch(batch)
+        ipc = sink.getvalue()
+        size = _align(_REC.size + ipc.size)
+        at = self._reserve(size)
+        if at is None:
+            return False
+        _REC.pack_into(self._data, at, size, ARROW, 0, batch.num_rows, ipc.size, 0, 0)
+        self._data[at + _REC.size : at + _REC.size + ipc.size] = memoryview(ipc).cast("B")
+        self.set(WRITE_POS, self.get(WRITE_POS) + size)
+        return True
+
+    # -- consumer -----------------------------------------------------------------------
+    def take(self, n_features: int) -> Iterator[tuple]:
+        """Yield every record written so far as copies, advancing ``read_pos`` past each.
+
+        A block comes as ``(ts_us, rows, id_prefix, features, prediction, score, version)``
+        (the tuple ``LandingWriter.append_block`` takes, arrays copied out of the ring); an
+        Arrow record as its ``pa.RecordBatch``.
+        """
+        r, w = self.get(READ_POS), self.get(WRITE_POS)
+        while r < w:
+            at = r % self.capacity
+            tail = self.capacity - at
+            if tail < _REC.size:
+                r += tail
+                continue
+            size, kind, ts_us, n, a, b, has_score = _REC.unpack_from(self._data, at)
+            start = at + _REC.size
+            if kind == BLOCK:
+                rid = bytes(self._data[start : start + a]).decode()
+                ver = bytes(self._data[start + a : start + a + b]).decode()
+                off = at + _align(_REC.size + a + b)
+                features = np.frombuffer(self._data, np.float64, n * n_features, off).copy()
+                off += features.nbytes
+                prediction = np.frombuffer(self._data, np.float64, n, off).copy()
+                score = None
+                if has_score:
+                    score = np.frombuffer(self._data, np.float64, n, off + n * 8).copy()
+                item: tuple | pa.RecordBatch = (
+                    ts_us,
+                    n,
+                    rid,
+                    features.reshape(n, n_features),
+                    prediction,
+                    score,
+                    ver,
+                )
+            elif kind == ARROW:
+                ipc = pa.py_buffer(bytes(self._data[start : start + a]))
+                item = pa.ipc.open_stream(ipc).read_next_batch()
+            else:
+                item = None
+            r += size
+            self.set(READ_POS, r)
+            if item is not None:
+                yield item

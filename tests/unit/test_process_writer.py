@@ -1,0 +1,115 @@
+"""The publisher process lands exactly what the thread writer lands, through a ring that wraps,
+fills, and survives its publisher being killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from ingest import ProcessLandingWriter, SchemaError, Warehouse, process_writer_supported
+from serving import CaptureBatchBuilder
+from tests.servers import wait_until
+from tests.unit.test_writer_blocks import FEATURES, SCHEMA, landed, requests, write_with_append
+
+pytestmark = [
+    pytest.mark.unit,
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(not process_writer_supported(), reason="needs x86-64 Linux (memfd)"),
+]
+
+
+def process_writer(wh: Warehouse, **kw) -> ProcessLandingWriter:
+    kw = {"flush_rows": 10**6, "flush_interval": 3600, **kw}
+    return ProcessLandingWriter(wh, SCHEMA, "r1", **kw)
+
+
+def test_lands_exactly_what_the_thread_writer_lands(tmp_path):
+    reqs = requests(n=400)
+    reference = write_with_append(Warehouse(tmp_path / "thread"), reqs)
+    reference.close()
+    wh = Warehouse(tmp_path / "process")
+    writer = process_writer(wh).start()
+    for i, (ts, prefix, x, pred, score, version) in enumerate(reqs):
+        if i % 5 == 0:  # some as record batches, as categorical schemas send them
+            builder = CaptureBatchBuilder(
+                SCHEMA, FEATURES, replica="r1", model_version=version, max_rows=64
+            )
+            ids = [f"{prefix}-{j}" for j in range(x.shape[0])]
+            assert writer.append(builder.build(ts, ids, x, pred, score))
+        else:
+            assert writer.append_block(ts, prefix, x, pred, score, version)
+    n = sum(len(r[2]) for r in reqs)
+    assert writer.flush() == n
+    s = writer.stats()
+    assert (s.captured_rows, s.flushed_rows, s.buffered_rows, s.dropped_rows) == (n, n, 0, 0)
+    writer.close()
+    expected, got = landed(Warehouse(tmp_path / "thread")), landed(wh)
+    assert got.schema.equals(expected.schema, check_metadata=True)
+    assert got.equals(expected)
+
+
+def test_a_small_ring_wraps_many_times_and_keeps_every_row_once(tmp_path):
+    # ~60 rows of room; 3,000 requests of 1-32 rows go round it many times
+    wh = Warehouse(tmp_path / "wh")
+    writer = process_writer(wh, spool_rows=60, flush_rows=500, flush_interval=0.05).start()
+    reqs = requests(seed=3, n=3000)
+    accepted = []
+    for ts, prefix, x, pred, score, version in reqs:
+        while not writer.append_block(ts, prefix, x, pred, score, version):
+            pass  # full: the publisher empties it within a few ms
+        accepted += [f"{prefix}-{j}" for j in range(x.shape[0])]
+    writer.close()
+    got = landed(wh)
+    assert sorted(got["request_id"].to_pylist()) == sorted(accepted)
+    s = writer.stats()
+    # the retried appends above were counted as captured-and-dropped each time they failed
+    assert s.flushed_rows == len(accepted) == s.captured_rows - s.dropped_rows
+    assert s.buffered_rows == 0
+
+
+def test_a_full_ring_drops_and_counts_without_blocking(tmp_path):
+    wh = Warehouse(tmp_path / "wh")
+    writer = process_writer(wh, spool_rows=20)  # not started: nobody empties the ring
+    x = np.ones((8, len(FEATURES)))
+    results = [writer.append_block(1, f"r{i}", x, np.ones(8), None, "v1") for i in range(10)]
+    assert results[0] and not results[-1]
+    kept = sum(results) * 8
+    s = writer.stats()
+    assert (s.captured_rows, s.dropped_rows, s.buffered_rows) == (80, 80 - kept, kept)
+    writer.close()  # starts a publisher to publish what the ring holds
+    assert landed(wh).num_rows == kept == writer.stats().flushed_rows
+
+
+def test_a_killed_publisher_is_restarted_and_its_lost_rows_counted(tmp_path):
+    wh = Warehouse(tmp_path / "wh")
+    writer = process_writer(wh).start()
+    x = np.ones((4, len(FEATURES)))
+    for i in range(10):
+        assert writer.append_block(1_000_000 * i, f"a{i}", x, np.ones(4), None, "v1")
+    # the publisher takes the 40 rows into its own buffer (flush_rows is far away)
+    wait_until(lambda: writer.stats().oldest_buffered_age_seconds > 0, timeout=30)
+    first = writer._proc.pid
+    os.kill(first, signal.SIGKILL)
+    writer._proc.wait(10)
+    writer.flush()  # notices the death, restarts, and publishes what came after
+    for i in range(5):
+        assert writer.append_block(1_000_000 * i, f"b{i}", x, np.ones(4), None, "v1")
+    assert writer.flush() == 20
+    assert writer._proc.pid != first
+    s = writer.stats()
+    assert (s.captured_rows, s.flushed_rows, s.dropped_rows, s.buffered_rows) == (60, 20, 40, 0)
+    writer.close()
+    assert sorted(landed(wh)["request_id"].to_pylist()) == sorted(
+        f"b{i}-{j}" for i in range(5) for j in range(4)
+    )
+
+
+def test_a_mismatched_block_is_refused_and_nothing_is_queued(tmp_path):
+    writer = process_writer(Warehouse(tmp_path / "wh"))
+    with pytest.raises(SchemaError, match="shape"):
+        writer.append_block(1, "x", np.ones((2, 5)), np.ones(2), None, "v1")
+    assert writer.stats().captured_rows == 0
+    writer.close()
