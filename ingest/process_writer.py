@@ -85,6 +85,7 @@ class ProcessLandingWriter:
         self.replica = paths.check_name("replica", replica)
         self.flush_rows = flush_rows
         self.flush_interval = flush_interval
+        self._numeric = all(f.kind == "numeric" for f in schema.features)
         self._config = dict(
             warehouse=warehouse,
             schema=schema,
@@ -117,7 +118,7 @@ class ProcessLandingWriter:
         model_version: str,
     ) -> bool:
         """Copy one request's rows into the ring; see :meth:`LandingWriter.append_block`."""
-        check_block(self.schema, features, prediction, score)
+        check_block(self.schema, self._numeric, features, prediction, score)
         features = np.asarray(features, np.float64)
         prediction = np.asarray(prediction, np.float64)
         score = None if score is None else np.asarray(score, np.float64)

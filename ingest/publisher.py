@@ -41,15 +41,10 @@ def serve(ring: sp.Spool, writer: LandingWriter, parent: int) -> None:
         # read before taking: every record written before a flush request is taken below
         request = ring.get(sp.FLUSH_REQUEST)
         pending = request != ring.get(sp.FLUSH_DONE)
-        took = 0
-        for item in ring.take(n_features):
-            if isinstance(item, tuple):
-                writer.append_block(item[0], item[2], *item[3:])
-                took += item[1]
-            else:
-                writer.append(item)
-                took += item.num_rows
-        if took:
+        items = list(ring.take(n_features))
+        took = sum(item[1] if isinstance(item, tuple) else item.num_rows for item in items)
+        if items:
+            writer.extend_checked(items)
             ring.add(sp.TAKEN, took)
         s = writer.stats()
         due = s.buffered_rows > 0 and (

@@ -62,7 +62,8 @@ class Spool:
         self.fd = fd
         self.capacity = capacity
         self._mm = mmap.mmap(fd, HEADER + capacity)
-        self.header = np.ndarray((SLOTS,), np.uint64, buffer=self._mm)
+        # a memoryview of uint64: indexing it is several times cheaper than a numpy array's
+        self.header = memoryview(self._mm)[:HEADER].cast("Q")
         self._data = memoryview(self._mm)[HEADER:]
 
     @classmethod
@@ -77,12 +78,12 @@ class Spool:
     def close(self) -> None:
         """Unmap and close the descriptor (views handed out must be gone)."""
         self._data.release()
-        del self.header
+        self.header.release()
         self._mm.close()
         os.close(self.fd)
 
     def get(self, slot: int) -> int:
-        return int(self.header[slot])
+        return self.header[slot]
 
     def set(self, slot: int, value: int) -> None:
         self.header[slot] = value
@@ -122,21 +123,29 @@ class Spool:
         rid = id_prefix.encode()
         ver = model_version.encode()
         n = features.shape[0]
-        arrays = [features, prediction] if score is None else [features, prediction, score]
+        # serving passes C-contiguous float64 arrays; anything else is made so first
+        blocks = [memoryview(features), memoryview(prediction)]
+        if score is not None:
+            blocks.append(memoryview(score))
+        for k, mv in enumerate(blocks):
+            if not mv.c_contiguous:
+                blocks[k] = memoryview(np.ascontiguousarray(mv))
         body = _align(_REC.size + len(rid) + len(ver))
-        size = body + sum(a.nbytes for a in arrays)
+        size = body + 8 * n * (features.shape[1] + len(blocks) - 1)
         at = self._reserve(size)
         if at is None:
             return False
-        _REC.pack_into(self._data, at, size, BLOCK, ts_us, n, len(rid), len(ver), score is not None)
-        start = at + _REC.size
-        self._data[start : start + len(rid)] = rid
-        self._data[start + len(rid) : start + len(rid) + len(ver)] = ver
-        at += body
-        for a in arrays:
-            self._data[at : at + a.nbytes] = memoryview(np.ascontiguousarray(a)).cast("B")
-            at += a.nbytes
-        self.set(WRITE_POS, self.get(WRITE_POS) + size)
+        data = self._data
+        _REC.pack_into(data, at, size, BLOCK, ts_us, n, len(rid), len(ver), score is not None)
+        at += _REC.size
+        data[at : at + len(rid)] = rid
+        at += len(rid)
+        data[at : at + len(ver)] = ver
+        at = at - len(rid) - _REC.size + body
+        for mv in blocks:
+            data[at : at + mv.nbytes] = mv.cast("B")
+            at += mv.nbytes
+        self.header[WRITE_POS] += size
         return True
 
     def put_arrow(self, batch: pa.RecordBatch) -> bool:
@@ -159,7 +168,7 @@ class Spool:
         """Yield every record written so far as copies, advancing ``read_pos`` past each.
 
         A block comes as ``(ts_us, rows, id_prefix, features, prediction, score, version)``
-        (the tuple ``LandingWriter.append_block`` takes, arrays copied out of the ring); an
+        (the arrays are read-only views of one copy of the record, out of the ring); an
         Arrow record as its ``pa.RecordBatch``.
         """
         r, w = self.get(READ_POS), self.get(WRITE_POS)
@@ -172,15 +181,15 @@ class Spool:
             size, kind, ts_us, n, a, b, has_score = _REC.unpack_from(self._data, at)
             start = at + _REC.size
             if kind == BLOCK:
-                rid = bytes(self._data[start : start + a]).decode()
-                ver = bytes(self._data[start + a : start + a + b]).decode()
-                off = at + _align(_REC.size + a + b)
-                features = np.frombuffer(self._data, np.float64, n * n_features, off).copy()
-                off += features.nbytes
-                prediction = np.frombuffer(self._data, np.float64, n, off).copy()
-                score = None
-                if has_score:
-                    score = np.frombuffer(self._data, np.float64, n, off + n * 8).copy()
+                # one copy of the record; the arrays are views of it
+                record = bytes(self._data[at : at + size])
+                rid = record[_REC.size : _REC.size + a].decode()
+                ver = record[_REC.size + a : _REC.size + a + b].decode()
+                off = _align(_REC.size + a + b)
+                features = np.frombuffer(record, np.float64, n * n_features, off)
+                off += n * n_features * 8
+                prediction = np.frombuffer(record, np.float64, n, off)
+                score = np.frombuffer(record, np.float64, n, off + n * 8) if has_score else None
                 item: tuple | pa.RecordBatch = (
                     ts_us,
                     n,

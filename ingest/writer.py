@@ -53,17 +53,22 @@ CODECS = ("none", "zstd", "snappy", "lz4")
 
 
 def check_block(
-    schema: ModelSchema, features: np.ndarray, prediction: np.ndarray, score: np.ndarray | None
+    schema: ModelSchema,
+    numeric: bool,
+    features: np.ndarray,
+    prediction: np.ndarray,
+    score: np.ndarray | None,
 ) -> None:
     """Raise SchemaError unless the arrays are one request's rows for ``schema``.
 
-    Checked when a block is appended, not at flush: a bad block would fail every flush
-    after it.
+    ``numeric`` says whether every feature of ``schema`` is numeric (callers compute it
+    once). Checked when a block is appended, not at flush: a bad block would fail every
+    flush after it.
     """
     n_features = len(schema.features)
     n = features.shape[0] if features.ndim == 2 else -1
     if (
-        any(f.kind != "numeric" for f in schema.features)
+        not numeric
         or features.shape != (n, n_features)
         or prediction.shape != (n,)
         or (score is not None and score.shape != (n,))
@@ -136,6 +141,7 @@ class LandingWriter:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._n_features = len(schema.features)
+        self._numeric = all(f.kind == "numeric" for f in schema.features)
         self._dictionary_columns = [REPLICA, MODEL_VERSION] + [
             f.name for f in schema.features if f.kind != "numeric"
         ]
@@ -209,7 +215,7 @@ class LandingWriter:
             If the schema has a categorical feature (use :meth:`append`), or the arrays'
             shapes do not match each other and the schema's features.
         """
-        check_block(self.schema, features, prediction, score)
+        check_block(self.schema, self._numeric, features, prediction, score)
         n = features.shape[0]
         # no-ops for the float64 arrays serving passes; other numbers are converted here
         features = np.asarray(features, np.float64)
@@ -218,7 +224,15 @@ class LandingWriter:
         block = (ts_us, n, id_prefix, features, prediction, score, model_version)
         return self._enqueue(block, n)
 
-    def _enqueue(self, item: pa.RecordBatch | _Block, n: int) -> bool:
+    def extend_checked(self, items: list[pa.RecordBatch | _Block]) -> None:
+        """Queue many requests at once that were checked already (the publisher process's
+        records: blocks as :meth:`append_block` builds them, or conformed record batches)."""
+        now = time.monotonic()
+        for item in items:
+            n = item[1] if isinstance(item, tuple) else item.num_rows
+            self._enqueue(item, n, now)
+
+    def _enqueue(self, item: pa.RecordBatch | _Block, n: int, now: float | None = None) -> bool:
         with self._lock:
             if self._buffered + n > self.max_buffer_rows:
                 self._dropped += n
@@ -232,7 +246,7 @@ class LandingWriter:
                         self.max_buffer_rows,
                     )
                 return False
-            self._buffer.append((time.monotonic(), item))
+            self._buffer.append((now or time.monotonic(), item))
             self._buffered += n
             self._captured += n
             full = self._buffered >= self.flush_rows
