@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     schema = load_reference(ROOT / "reference.parquet", MODEL).schema
     base = Path(tempfile.mkdtemp(prefix="bench-landing-"))
     try:
-        print(f"## write cost (median of {args.repeats}; zstd-1, {len(schema.features)} features)")
+        print(f"## write cost (median of {args.repeats}; {len(schema.features)} features)")
         print("| rows/batch | rows/file | append µs/batch | flush ms/file | µs/batch | µs/row |")
         print("|---|---|---|---|---|---|")
         print("\n".join(bench_write(schema, base, args.repeats, args.flush_rows)))
