@@ -28,10 +28,11 @@ import pyarrow as pa
 
 from ingest import paths
 from ingest import spool as sp
+from ingest.blocks import check_block
 from ingest.errors import LandingError
 from ingest.schema import ModelSchema
 from ingest.storage import Warehouse
-from ingest.writer import CODECS, WriterStats, check_block
+from ingest.writer import CODECS, WriterStats
 
 log = logging.getLogger("driftlake.ingest.process_writer")
 

@@ -13,8 +13,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingest import paths
-from ingest.errors import LandingError, SchemaError
-from ingest.schema import MODEL_VERSION, REPLICA, TS, TS_TYPE, ModelSchema
+from ingest.blocks import Block, check_block, to_batches
+from ingest.errors import LandingError
+from ingest.schema import MODEL_VERSION, REPLICA, TS, ModelSchema
 from ingest.storage import Warehouse
 
 log = logging.getLogger("driftlake.ingest.writer")
@@ -34,52 +35,11 @@ class WriterStats:
     oldest_buffered_age_seconds: float
 
 
-# One request handed over by LandingWriter.append_block, not Arrow yet:
-# (ts_us, rows, request-id prefix, features, prediction, score or None, model version).
-# A plain tuple of numbers, strings and numpy arrays: the garbage collector stops tracking
-# such a tuple at its first pass, so a full buffer adds nothing to later collections (a
-# tracked object per buffered request made every full collection walk the whole buffer;
-# one took ~70 ms and showed as p99 latency).
-_Block = tuple
-# Blocks are turned into Arrow batches of about this many rows, so that a large flush (the
-# buffer after an outage holds up to max_buffer_rows) converts in bounded pieces: ~1 ms of
-# GIL-holding numpy work per piece for 32-row requests, ~8 ms for one-row requests.
-_RUN_ROWS = 8192
 # Codecs a landing file may use. "none" is the default: landing files live until compaction
 # rewrites them with zstd, and on continuous feature values zstd level 1 saves ~18% of the
 # bytes (236 against 288 B/row) for ~3x the CPU of the flush, CPU taken from the request path
 # on a busy server (bench/landing.py measures both).
 CODECS = ("none", "zstd", "snappy", "lz4")
-
-
-def check_block(
-    schema: ModelSchema,
-    numeric: bool,
-    features: np.ndarray,
-    prediction: np.ndarray,
-    score: np.ndarray | None,
-) -> None:
-    """Raise SchemaError unless the arrays are one request's rows for ``schema``.
-
-    ``numeric`` says whether every feature of ``schema`` is numeric (callers compute it
-    once). Checked when a block is appended, not at flush: a bad block would fail every
-    flush after it.
-    """
-    n_features = len(schema.features)
-    n = features.shape[0] if features.ndim == 2 else -1
-    if (
-        not numeric
-        or features.shape != (n, n_features)
-        or prediction.shape != (n,)
-        or (score is not None and score.shape != (n,))
-    ):
-        raise SchemaError(
-            f"block for model {schema.model!r} does not match its landing schema: "
-            f"expected features of shape (rows, {n_features}) (numeric features "
-            f"only) and one prediction (and score) per row; got features "
-            f"{features.shape}, prediction {prediction.shape}, score "
-            f"{None if score is None else score.shape}. Categorical schemas use append()"
-        )
 
 
 class LandingWriter:
@@ -146,7 +106,7 @@ class LandingWriter:
             f.name for f in schema.features if f.kind != "numeric"
         ]
         # entries are whole requests, never rows: an Arrow batch, or a block built at flush
-        self._buffer: deque[tuple[float, pa.RecordBatch | _Block]] = deque()
+        self._buffer: deque[tuple[float, pa.RecordBatch | Block]] = deque()
         self._buffered = 0
         self._seq = 0
         self._captured = self._flushed = self._dropped = self._files = self._failures = 0
@@ -224,7 +184,7 @@ class LandingWriter:
         block = (ts_us, n, id_prefix, features, prediction, score, model_version)
         return self._enqueue(block, n)
 
-    def extend_checked(self, items: list[pa.RecordBatch | _Block]) -> None:
+    def extend_checked(self, items: list[pa.RecordBatch | Block]) -> None:
         """Queue many requests at once that were checked already (the publisher process's
         records: blocks as :meth:`append_block` builds them, or conformed record batches)."""
         now = time.monotonic()
@@ -232,7 +192,7 @@ class LandingWriter:
             n = item[1] if isinstance(item, tuple) else item.num_rows
             self._enqueue(item, n, now)
 
-    def _enqueue(self, item: pa.RecordBatch | _Block, n: int, now: float | None = None) -> bool:
+    def _enqueue(self, item: pa.RecordBatch | Block, n: int, now: float | None = None) -> bool:
         with self._lock:
             if self._buffered + n > self.max_buffer_rows:
                 self._dropped += n
@@ -321,7 +281,9 @@ class LandingWriter:
             # one chunk per column: per-request batches are tiny and the Parquet writer's
             # per-chunk overhead otherwise dominates the flush (~3x slower)
             try:
-                table = pa.Table.from_batches(self._to_batches(taken), self.arrow_schema)
+                table = pa.Table.from_batches(
+                    to_batches(taken, self.arrow_schema, self.replica), self.arrow_schema
+                )
                 table = table.combine_chunks()
             except (pa.ArrowException, ValueError, TypeError) as exc:
                 # a bug, never bad input (append checks it): keep the rows rather than lose them
@@ -363,74 +325,6 @@ class LandingWriter:
                 self._failing = False
                 log.warning("event=flush_recovered replica=%s rows=%d", self.replica, rows)
             return rows
-
-    def _to_batches(self, taken: list[tuple[float, pa.RecordBatch | _Block]]) -> list:
-        """Turn buffered entries into record batches, runs of blocks into ~_RUN_ROWS-row ones."""
-        out: list[pa.RecordBatch] = []
-        run: list[_Block] = []
-        rows = 0
-        for _, item in taken:  # a loop over requests, off the request path
-            if isinstance(item, tuple):
-                run.append(item)
-                rows += item[1]
-                if rows >= _RUN_ROWS:
-                    out.append(self._blocks_to_batch(run))
-                    run, rows = [], 0
-                continue
-            if run:
-                out.append(self._blocks_to_batch(run))
-                run, rows = [], 0
-            out.append(item)
-        if run:
-            out.append(self._blocks_to_batch(run))
-        return out
-
-    def _blocks_to_batch(self, blocks: list[_Block]) -> pa.RecordBatch:
-        """One record batch of many requests' blocks: numpy and Arrow kernels, no row loop."""
-        k = len(blocks)
-        ts, counts, prefixes, features, predictions, scores, versions = zip(*blocks, strict=True)
-        counts = np.array(counts, np.int64)
-        n = int(counts.sum())
-        block_of_row = np.repeat(np.arange(k), counts)
-        row_in_block = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
-        ids = pc.binary_join_element_wise(
-            pa.array(prefixes, pa.string()).take(block_of_row),
-            pa.array(row_in_block).cast(pa.string()),
-            "-",
-        )
-        distinct = set(versions)
-        if len(distinct) == 1:
-            version = pa.repeat(pa.scalar(distinct.pop(), pa.string()), n)
-        else:
-            version = pa.array(versions, pa.string()).take(block_of_row)
-        # features x rows in one pass (concatenating the transposed views into a C-ordered
-        # array: without ``out`` numpy keeps the views' Fortran order and ravel() copies it
-        # all again, ~10x slower), one Arrow array over all of it, then one zero-copy slice
-        # per feature column
-        by_feature = np.empty((self._n_features, n))
-        np.concatenate([x.T for x in features], axis=1, out=by_feature)
-        flat = pa.array(by_feature.ravel())
-        nulls = sum(s is None for s in scores)
-        if nulls == k:
-            score = pa.nulls(n, pa.float64())
-        elif nulls == 0:
-            score = pa.array(np.concatenate(scores))
-        else:
-            filled = [
-                np.full(c, np.nan) if s is None else s for s, c in zip(scores, counts, strict=True)
-            ]
-            mask = np.repeat(np.array([s is None for s in scores]), counts)
-            score = pa.array(np.concatenate(filled), mask=mask)
-        arrays = [
-            pa.array(np.repeat(np.array(ts, np.int64), counts), TS_TYPE),
-            ids,
-            pa.repeat(pa.scalar(self.replica, pa.string()), n),
-            version,
-            *(flat.slice(j * n, n) for j in range(self._n_features)),  # over features
-            pa.array(np.concatenate(predictions)),
-            score,
-        ]
-        return pa.RecordBatch.from_arrays(arrays, schema=self.arrow_schema)
 
     def _publish(self, table: pa.Table) -> tuple[pa.Table, Exception | None]:
         """Publish ``table`` one UTC hour per file; return the unpublished rows and the error."""
