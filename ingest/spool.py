@@ -10,9 +10,10 @@ The ring lives in a ``memfd`` (anonymous shared memory, not bounded by a contain
 ``/dev/shm``) that the child inherits as a file descriptor. Positions and counters are
 64-bit slots in a header; each slot has exactly one writer. Records never straddle the end
 of the ring: one that does not fit there is preceded by a pad record and starts at 0. The
-producer writes a record's bytes before publishing ``write_pos`` (x86-64 and arm64 keep
-stores of one thread in this order for another core's loads when they go through the same
-aligned 8-byte slot after a full write; CPython performs them in program order).
+producer writes a record's bytes before it advances ``write_pos``, and the consumer reads
+``write_pos`` before the bytes: correct where one core's stores become visible to another
+in program order, which x86-64 guarantees (TSO) and arm64 does not; hence
+:func:`ingest.process_writer.process_writer_supported`.
 """
 
 from __future__ import annotations
