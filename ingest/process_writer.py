@@ -104,6 +104,7 @@ class ProcessLandingWriter:
         self._closed = False
         self._dropping = False
         self._next_check = 0.0
+        self._unread_since = 0
         # counters of publishers that died, and rows they took with them
         self._base = {sp.TAKEN: 0, sp.FLUSHED: 0, sp.FILES: 0, sp.FAILURES: 0, sp.DROPPED: 0}
         self._lost = 0
@@ -124,6 +125,7 @@ class ProcessLandingWriter:
         prediction = np.asarray(prediction, np.float64)
         score = None if score is None else np.asarray(score, np.float64)
         with self._lock:
+            self._note_unread()
             ok = self._ring.put_block(ts_us, id_prefix, features, prediction, score, model_version)
             return self._counted(ok, features.shape[0])
 
@@ -132,7 +134,14 @@ class ProcessLandingWriter:
         if not batch.schema.equals(self.arrow_schema):
             batch = self.schema.conform(batch)
         with self._lock:
+            self._note_unread()
             return self._counted(self._ring.put_arrow(batch), batch.num_rows)
+
+    def _note_unread(self) -> None:
+        # rows still in the ring are no older than the moment it last went from empty to
+        # not: the publisher reports the age of what it took, this covers what it has not
+        if self._ring.get(sp.READ_POS) == self._ring.get(sp.WRITE_POS):
+            self._unread_since = time.monotonic_ns()
 
     def _counted(self, ok: bool, n: int) -> bool:
         ring = self._ring
@@ -256,7 +265,10 @@ class ProcessLandingWriter:
         captured = ring.get(sp.CAPTURED)
         flushed = b[sp.FLUSHED] + ring.get(sp.FLUSHED)
         dropped = ring.get(sp.RING_DROPPED) + b[sp.DROPPED] + ring.get(sp.DROPPED) + self._lost
-        oldest = ring.get(sp.OLDEST_NS)
+        now = time.monotonic_ns()
+        oldest = ring.get(sp.OLDEST_NS) or now
+        if ring.get(sp.READ_POS) != ring.get(sp.WRITE_POS):
+            oldest = min(oldest, self._unread_since)
         return WriterStats(
             captured_rows=captured,
             flushed_rows=flushed,
@@ -265,5 +277,5 @@ class ProcessLandingWriter:
             flushed_files=b[sp.FILES] + ring.get(sp.FILES),
             failed_flushes=b[sp.FAILURES] + ring.get(sp.FAILURES),
             last_flush_seconds=ring.get(sp.LAST_FLUSH_NS) / 1e9,
-            oldest_buffered_age_seconds=(time.monotonic_ns() - oldest) / 1e9 if oldest else 0.0,
+            oldest_buffered_age_seconds=(now - oldest) / 1e9,
         )

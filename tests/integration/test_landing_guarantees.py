@@ -214,7 +214,13 @@ def test_unwritable_landing_zone_keeps_serving_buffers_retries_and_counts_drops(
         sender.send(10)  # 60 rows buffered: the bound
         accepted = [*sender.ids]
         dropped = sender.send(10)  # still answered 200, but its rows cannot be kept
-        m = server.metrics()
+
+        def counted():
+            # the publisher process drops when it takes the rows from the spool, a poll later
+            m = server.metrics()
+            return m if m["driftlake_capture_dropped_rows_total"] >= 10 else None
+
+        m = wait_until(counted, timeout=10)
         assert m["driftlake_capture_dropped_rows_total"] == 10
         assert m["driftlake_capture_buffer_rows"] == 60
         assert "event=flush_failed" in server.logs() and "reason=" in server.logs()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from ingest import ProcessLandingWriter, SchemaError, Warehouse, process_writer_supported
+from ingest import spool as sp
 from serving import CaptureBatchBuilder
 from tests.servers import wait_until
 from tests.unit.test_writer_blocks import FEATURES, SCHEMA, landed, requests, write_with_append
@@ -89,8 +90,9 @@ def test_a_killed_publisher_is_restarted_and_its_lost_rows_counted(tmp_path):
     x = np.ones((4, len(FEATURES)))
     for i in range(10):
         assert writer.append_block(1_000_000 * i, f"a{i}", x, np.ones(4), None, "v1")
-    # the publisher takes the 40 rows into its own buffer (flush_rows is far away)
-    wait_until(lambda: writer.stats().oldest_buffered_age_seconds > 0, timeout=30)
+    # the publisher takes the 40 rows into its own buffer (flush_rows is far away); rows
+    # still in the ring would survive it (the next publisher takes them)
+    wait_until(lambda: writer._ring.get(sp.TAKEN) == 40, timeout=30)
     first = writer._proc.pid
     os.kill(first, signal.SIGKILL)
     writer._proc.wait(10)
@@ -113,3 +115,14 @@ def test_a_mismatched_block_is_refused_and_nothing_is_queued(tmp_path):
         writer.append_block(1, "x", np.ones((2, 5)), np.ones(2), None, "v1")
     assert writer.stats().captured_rows == 0
     writer.close()
+
+
+def test_rows_not_yet_taken_by_the_publisher_have_an_age(tmp_path):
+    writer = process_writer(Warehouse(tmp_path / "wh"))  # not started: nothing takes rows
+    assert writer.stats().oldest_buffered_age_seconds == 0.0
+    writer.append_block(1, "a", np.ones((2, len(FEATURES))), np.ones(2), None, "v1")
+    first = writer.stats().oldest_buffered_age_seconds
+    writer.append_block(2, "b", np.ones((2, len(FEATURES))), np.ones(2), None, "v1")
+    assert 0 < first <= writer.stats().oldest_buffered_age_seconds < 5
+    writer.close()
+    assert writer.stats().oldest_buffered_age_seconds == 0.0
