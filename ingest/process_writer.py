@@ -202,7 +202,6 @@ class ProcessLandingWriter:
         for slot in self._base:
             self._base[slot] += ring.get(slot)
             ring.set(slot, 0)
-        ring.set(sp.BUFFERED, 0)
         ring.set(sp.OLDEST_NS, 0)
         log.error(
             "event=publisher_died replica=%s returncode=%s lost_rows=%d action=restarting",

@@ -36,7 +36,6 @@ def serve(ring: sp.Spool, writer: LandingWriter, parent: int) -> None:
     deadline = None
     while True:
         now = time.monotonic()
-        ring.set(sp.HEARTBEAT_NS, time.monotonic_ns())
         stop_ms = ring.get(sp.STOP)
         if deadline is None and (stop_ms or os.getppid() != parent):
             # a stopping server says how long it waits; an orphan gets 30 s
@@ -92,7 +91,6 @@ def _mirror(ring: sp.Spool, writer: LandingWriter) -> None:
     ring.set(sp.FILES, s.flushed_files)
     ring.set(sp.FAILURES, s.failed_flushes)
     ring.set(sp.DROPPED, s.dropped_rows)
-    ring.set(sp.BUFFERED, s.buffered_rows)
     ring.set(sp.LAST_FLUSH_NS, int(s.last_flush_seconds * 1e9))
     oldest = s.oldest_buffered_age_seconds
     ring.set(sp.OLDEST_NS, time.monotonic_ns() - int(oldest * 1e9) if s.buffered_rows else 0)

@@ -38,13 +38,11 @@ FAILURES = 7  # consumer: failed flush attempts
 DROPPED = 8  # consumer: rows its own buffer bound dropped
 LAST_FLUSH_NS = 9  # consumer: duration of the last flush
 OLDEST_NS = 10  # consumer: CLOCK_MONOTONIC ns of its oldest unpublished row, 0 if none
-BUFFERED = 11  # consumer: rows taken and not yet published
-FLUSH_REQUEST = 12  # producer: a counter; the consumer publishes everything and echoes it
-FLUSH_DONE = 13  # consumer: the last FLUSH_REQUEST served
-FLUSH_ERRORS = 14  # consumer: FLUSH_REQUESTs that ended with rows unpublished
-STOP = 15  # producer: 1 = publish everything and exit
-HEARTBEAT_NS = 16  # consumer: CLOCK_MONOTONIC ns of its last loop
-SLOTS = 24
+FLUSH_REQUEST = 11  # producer: a counter; the consumer publishes everything and echoes it
+FLUSH_DONE = 12  # consumer: the last FLUSH_REQUEST served
+FLUSH_ERRORS = 13  # consumer: FLUSH_REQUESTs that ended with rows unpublished
+STOP = 14  # producer: nonzero = publish everything and exit, retrying for this many ms
+SLOTS = 16
 HEADER = SLOTS * 8
 
 BLOCK, ARROW, PAD = 1, 2, 3
