@@ -56,10 +56,11 @@ class ProcessLandingWriter:
 
     Parameters are LandingWriter's, plus ``spool_rows``: how many rows of the schema the
     shared-memory ring holds between the request path and the publisher (~17 MB for 30
-    features; the publisher takes rows out every 5 ms and between flushes, so the ring
-    fills only if the publisher stalls). Rows the ring
-    cannot take are dropped and counted, as are rows the publisher's own buffer
-    (``max_buffer_rows``, while the landing zone refuses writes) cannot take.
+    features; the publisher takes rows out every 50 ms, every 5 ms once the ring is an
+    eighth full, so it fills only if the publisher stalls). Rows the ring cannot take are
+    dropped and counted, as are rows the publisher's own buffer (``max_buffer_rows``, while
+    the landing zone refuses writes) cannot take. The ring stays mapped after
+    :meth:`close`, so :meth:`stats` keeps answering.
 
     If the publisher dies it is restarted on the same ring (rows it had taken and not
     published are counted as dropped). If this process dies, even by SIGKILL, the
