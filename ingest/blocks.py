@@ -29,12 +29,17 @@ def check_block(
     features: np.ndarray,
     prediction: np.ndarray,
     score: np.ndarray | None,
-) -> None:
-    """Raise SchemaError unless the arrays are one request's rows for ``schema``.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Return the arrays as float64 if they are one request's rows for ``schema``.
 
     ``numeric`` says whether every feature of ``schema`` is numeric (callers compute it
     once). Checked when a block is appended, not at flush: a bad block would fail every
     flush after it.
+
+    Raises
+    ------
+    SchemaError
+        If the schema has a categorical feature or the shapes do not match.
     """
     n_features = len(schema.features)
     n = features.shape[0] if features.ndim == 2 else -1
@@ -51,6 +56,12 @@ def check_block(
             f"{features.shape}, prediction {prediction.shape}, score "
             f"{None if score is None else score.shape}. Categorical schemas use append()"
         )
+    # no-ops for the float64 arrays serving passes; other numbers are converted here
+    return (
+        np.asarray(features, np.float64),
+        np.asarray(prediction, np.float64),
+        None if score is None else np.asarray(score, np.float64),
+    )
 
 
 def to_batches(

@@ -107,7 +107,7 @@ class ProcessLandingWriter:
         self._next_check = 0.0
         self._unread_since = 0
         # counters of publishers that died, and rows they took with them
-        self._base = {sp.TAKEN: 0, sp.FLUSHED: 0, sp.FILES: 0, sp.FAILURES: 0, sp.DROPPED: 0}
+        self._base = {sp.FLUSHED: 0, sp.FILES: 0, sp.FAILURES: 0, sp.DROPPED: 0}
         self._lost = 0
 
     # -- request path -------------------------------------------------------------------
@@ -121,10 +121,9 @@ class ProcessLandingWriter:
         model_version: str,
     ) -> bool:
         """Copy one request's rows into the ring; see :meth:`LandingWriter.append_block`."""
-        check_block(self.schema, self._numeric, features, prediction, score)
-        features = np.asarray(features, np.float64)
-        prediction = np.asarray(prediction, np.float64)
-        score = None if score is None else np.asarray(score, np.float64)
+        features, prediction, score = check_block(
+            self.schema, self._numeric, features, prediction, score
+        )
         with self._lock:
             self._note_unread()
             ok = self._ring.put_block(ts_us, id_prefix, features, prediction, score, model_version)
@@ -146,13 +145,12 @@ class ProcessLandingWriter:
 
     def _counted(self, ok: bool, n: int) -> bool:
         ring = self._ring
+        ring.add(sp.CAPTURED, n)
         if ok:
-            ring.add(sp.CAPTURED, n)
             if self._dropping:
                 self._dropping = False
                 log.warning("event=capture_recovered replica=%s", self.replica)
         else:
-            ring.add(sp.CAPTURED, n)
             ring.add(sp.RING_DROPPED, n)
             if not self._dropping:
                 self._dropping = True
@@ -203,6 +201,7 @@ class ProcessLandingWriter:
         for slot in self._base:
             self._base[slot] += ring.get(slot)
             ring.set(slot, 0)
+        ring.set(sp.TAKEN, 0)
         ring.set(sp.OLDEST_NS, 0)
         log.error(
             "event=publisher_died replica=%s returncode=%s lost_rows=%d action=restarting",

@@ -175,12 +175,10 @@ class LandingWriter:
             If the schema has a categorical feature (use :meth:`append`), or the arrays'
             shapes do not match each other and the schema's features.
         """
-        check_block(self.schema, self._numeric, features, prediction, score)
+        features, prediction, score = check_block(
+            self.schema, self._numeric, features, prediction, score
+        )
         n = features.shape[0]
-        # no-ops for the float64 arrays serving passes; other numbers are converted here
-        features = np.asarray(features, np.float64)
-        prediction = np.asarray(prediction, np.float64)
-        score = None if score is None else np.asarray(score, np.float64)
         block = (ts_us, n, id_prefix, features, prediction, score, model_version)
         return self._enqueue(block, n)
 
