@@ -42,7 +42,11 @@ class Proc:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the process and its live children (its publisher)."""
-        total = 0
+        return sum(self.cpu_split())
+
+    def cpu_split(self) -> tuple[float, float]:
+        """User + system CPU time of the process itself, and of its live descendants."""
+        own = kids_total = 0
         pids = [self.proc.pid]
         for pid in pids:
             try:
@@ -50,9 +54,13 @@ class Proc:
                 kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
             except FileNotFoundError:
                 continue
-            total += int(fields[11]) + int(fields[12])
+            ticks = int(fields[11]) + int(fields[12])
+            if pid == self.proc.pid:
+                own = ticks
+            else:
+                kids_total += ticks
             pids += [int(k) for k in kids]
-        return total / CLK_TCK
+        return own / CLK_TCK, kids_total / CLK_TCK
 
     def get(self, path: str) -> httpx.Response:
         return httpx.get(self.url + path, timeout=30, trust_env=False)

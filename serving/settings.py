@@ -31,7 +31,7 @@ class ServingSettings(BaseSettings):
     Example
     -------
     >>> ServingSettings(replica="r1", capture=False).flush_rows
-    5000
+    50000
     """
 
     model_config = SettingsConfigDict(
@@ -77,7 +77,10 @@ class ServingSettings(BaseSettings):
         True, description="Capture every accepted row into the landing zone. Default: true."
     )
     flush_rows: int = Field(
-        5000, gt=0, description="Publish a landing file when this many rows are buffered."
+        50_000,
+        gt=0,
+        description="Publish a landing file when this many rows are buffered (below 50,000 "
+        "rows/s per replica FLUSH_INTERVAL comes first). Default: 50000.",
     )
     flush_interval: float = Field(
         1.0, gt=0, description="Publish when the oldest buffered row is this many seconds old."

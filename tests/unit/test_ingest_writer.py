@@ -100,3 +100,24 @@ def test_failed_flush_keeps_rows_and_retries(tmp_path):
     landing.unlink()
     assert writer.flush() == 10
     assert sum(read_keys(wh, f.path).height for f in list_landing(wh, "demo")) == 10
+
+
+def test_a_flush_over_two_hours_that_fails_in_the_second_keeps_only_its_rows(tmp_path):
+    wh = Warehouse(tmp_path / "wh")
+    writer = LandingWriter(wh, SCHEMA, "r1", flush_rows=10_000, flush_interval=60)
+    start = datetime(2026, 11, 25, 12, 59, 59, 990_000, tzinfo=UTC)
+    rows = batch(30, start)  # 10 rows in hour 12, 20 in hour 13
+    writer.append(rows)
+    blocker = tmp_path / "wh" / "landing" / "model=demo" / "date=2026-11-25" / "hour=13"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where the hour's directory should be")
+    with pytest.raises(Exception, match="flush of 20 rows failed"):
+        writer.flush()
+    s = writer.stats()
+    assert (s.flushed_rows, s.buffered_rows, s.failed_flushes) == (10, 20, 1)
+    blocker.unlink()
+    assert writer.flush() == 20
+    files = list_landing(wh, "demo")
+    assert {f.path.split("/")[3] for f in files} == {"hour=12", "hour=13"}
+    landed = pl.concat([read_keys(wh, f.path) for f in files])
+    assert sorted(landed["request_id"].to_list()) == sorted(rows["request_id"].to_pylist())

@@ -126,3 +126,34 @@ def test_rows_not_yet_taken_by_the_publisher_have_an_age(tmp_path):
     assert 0 < first <= writer.stats().oldest_buffered_age_seconds < 5
     writer.close()
     assert writer.stats().oldest_buffered_age_seconds == 0.0
+
+
+def test_a_ring_at_its_limit_logs_dropping_once_and_recovers_once_drained(tmp_path, caplog):
+    writer = process_writer(Warehouse(tmp_path / "wh"), spool_rows=20)  # not started yet
+    ring = writer._ring
+
+    def used() -> int:
+        return ring.get(sp.WRITE_POS) - ring.get(sp.READ_POS)
+
+    def append(rows: int) -> bool:
+        return writer.append_block(1, "r", np.ones((rows, len(FEATURES))), np.ones(rows), None, "v")
+
+    assert append(16)
+    big = used()
+    assert append(1)
+    small = used() - big
+    while ring.capacity - used() >= big:
+        assert append(1)
+    with caplog.at_level("WARNING", logger="driftlake.ingest.process_writer"):
+        # at the limit a 16-row request is refused and a 1-row one still fits, alternately
+        for _ in range(3):
+            assert ring.capacity - used() >= small
+            assert not append(16)
+            assert append(1)
+        assert [r.message.split()[0] for r in caplog.records] == ["event=capture_dropping"]
+        writer.start()
+        wait_until(lambda: used() == 0)
+        assert append(1)
+        events = [r.message.split()[0] for r in caplog.records]
+        assert events == ["event=capture_dropping", "event=capture_recovered"]
+    writer.close()
