@@ -1,7 +1,10 @@
-"""Captured requests as numpy blocks: the check on the request path, and the bulk conversion
-of many blocks into Arrow record batches at flush time (no per-row Python loop)."""
+"""Captured requests as numpy arrays: the check on the request path, and the bulk conversion
+of many requests (a thread writer's blocks, a publisher's runs) into Arrow record batches
+off it (no per-row Python loop)."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -17,10 +20,28 @@ from ingest.schema import TS_TYPE, ModelSchema
 # tracked object per buffered request made every full collection walk the whole buffer;
 # one took ~70 ms and showed as p99 latency).
 Block = tuple
+
+
+class Run(NamedTuple):
+    """Many consecutive requests' rows, as the publisher copies them out of its spool at once:
+    per-request ``ts_us``, ``counts``, ``prefixes`` and ``versions``, per-row arrays after.
+    ``score`` is None if no request of the run has one."""
+
+    ts_us: np.ndarray
+    counts: np.ndarray
+    prefixes: pa.StringArray
+    versions: pa.StringArray
+    features: np.ndarray
+    prediction: np.ndarray
+    score: np.ndarray | None
+
+
 # Blocks are turned into Arrow batches of about this many rows, so that a large flush (the
 # buffer after an outage holds up to max_buffer_rows) converts in bounded pieces: ~1 ms of
 # GIL-holding numpy work per piece for 32-row requests, ~8 ms for one-row requests.
-RUN_ROWS = 8192
+BATCH_ROWS = 8192
+# Rows of a run transposed per step: 4096 x 30 features stays within a core's L2 cache.
+TRANSPOSE_ROWS = 4096
 
 
 def check_block(
@@ -67,24 +88,24 @@ def check_block(
 def to_batches(
     taken: list[tuple[float, pa.RecordBatch | Block]], arrow_schema: pa.Schema, replica: str
 ) -> list[pa.RecordBatch]:
-    """Turn buffered entries into record batches, runs of blocks into ~RUN_ROWS-row ones."""
+    """Turn buffered entries into record batches, runs of blocks into ~BATCH_ROWS-row ones."""
     out: list[pa.RecordBatch] = []
-    run: list[Block] = []
+    pending: list[Block] = []
     rows = 0
     for _, item in taken:  # a loop over requests, off the request path
         if isinstance(item, tuple):
-            run.append(item)
+            pending.append(item)
             rows += item[1]
-            if rows >= RUN_ROWS:
-                out.append(blocks_to_batch(run, arrow_schema, replica))
-                run, rows = [], 0
+            if rows >= BATCH_ROWS:
+                out.append(blocks_to_batch(pending, arrow_schema, replica))
+                pending, rows = [], 0
             continue
-        if run:
-            out.append(blocks_to_batch(run, arrow_schema, replica))
-            run, rows = [], 0
+        if pending:
+            out.append(blocks_to_batch(pending, arrow_schema, replica))
+            pending, rows = [], 0
         out.append(item)
-    if run:
-        out.append(blocks_to_batch(run, arrow_schema, replica))
+    if pending:
+        out.append(blocks_to_batch(pending, arrow_schema, replica))
     return out
 
 
@@ -94,26 +115,11 @@ def blocks_to_batch(blocks: list[Block], arrow_schema: pa.Schema, replica: str) 
     ts, counts, prefixes, features, predictions, scores, versions = zip(*blocks, strict=True)
     counts = np.array(counts, np.int64)
     n = int(counts.sum())
-    n_features = features[0].shape[1]
-    block_of_row = np.repeat(np.arange(k), counts)
-    row_in_block = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
-    ids = pc.binary_join_element_wise(
-        pa.array(prefixes, pa.string()).take(block_of_row),
-        pa.array(row_in_block).cast(pa.string()),
-        "-",
-    )
-    distinct = set(versions)
-    if len(distinct) == 1:
-        version = pa.repeat(pa.scalar(distinct.pop(), pa.string()), n)
-    else:
-        version = pa.array(versions, pa.string()).take(block_of_row)
     # features x rows in one pass (concatenating the transposed views into a C-ordered
     # array: without ``out`` numpy keeps the views' Fortran order and ravel() copies it
-    # all again, ~10x slower), one Arrow array over all of it, then one zero-copy slice
-    # per feature column
-    by_feature = np.empty((n_features, n))
+    # all again, ~10x slower)
+    by_feature = np.empty((features[0].shape[1], n))
     np.concatenate([x.T for x in features], axis=1, out=by_feature)
-    flat = pa.array(by_feature.ravel())
     nulls = sum(s is None for s in scores)
     if nulls == k:
         score = pa.nulls(n, pa.float64())
@@ -125,13 +131,73 @@ def blocks_to_batch(blocks: list[Block], arrow_schema: pa.Schema, replica: str) 
         ]
         mask = np.repeat(np.array([s is None for s in scores]), counts)
         score = pa.array(np.concatenate(filled), mask=mask)
+    return _assemble(
+        arrow_schema,
+        replica,
+        np.array(ts, np.int64),
+        counts,
+        pa.array(prefixes, pa.string()),
+        pa.array(versions, pa.string()),
+        by_feature,
+        np.concatenate(predictions),
+        score,
+    )
+
+
+def run_to_batch(run: Run, arrow_schema: pa.Schema, replica: str) -> pa.RecordBatch:
+    """The record batch of a :class:`Run` (the rows :func:`blocks_to_batch` would give)."""
+    n, n_features = run.features.shape
+    # features x rows, in steps that stay in cache (one transposing copy of the whole
+    # matrix strides through memory and costs ~4x more)
+    by_feature = np.empty((n_features, n))
+    for at in range(0, n, TRANSPOSE_ROWS):
+        by_feature[:, at : at + TRANSPOSE_ROWS] = run.features[at : at + TRANSPOSE_ROWS].T
+    score = pa.nulls(n, pa.float64()) if run.score is None else pa.array(run.score)
+    return _assemble(
+        arrow_schema,
+        replica,
+        run.ts_us,
+        run.counts,
+        run.prefixes,
+        run.versions,
+        by_feature,
+        run.prediction,
+        score,
+    )
+
+
+def _assemble(
+    arrow_schema: pa.Schema,
+    replica: str,
+    ts_us: np.ndarray,
+    counts: np.ndarray,
+    prefixes: pa.StringArray,
+    versions: pa.StringArray,
+    by_feature: np.ndarray,
+    prediction: np.ndarray,
+    score: pa.Array,
+) -> pa.RecordBatch:
+    """The batch of requests given per request (ts, row counts, id prefixes, versions) and
+    per row (features x rows, C-ordered; prediction; score)."""
+    k, n = len(counts), by_feature.shape[1]
+    block_of_row = np.repeat(np.arange(k), counts)
+    row_in_block = np.arange(n) - np.repeat(np.cumsum(counts) - counts, counts)
+    ids = pc.binary_join_element_wise(
+        prefixes.take(block_of_row),
+        pa.array(row_in_block).cast(pa.string()),
+        "-",
+    )
+    distinct = pc.unique(versions)
+    version = pa.repeat(distinct[0], n) if len(distinct) == 1 else versions.take(block_of_row)
+    # one Arrow array over all features, then one zero-copy slice per feature column
+    flat = pa.array(by_feature.ravel())
     arrays = [
-        pa.array(np.repeat(np.array(ts, np.int64), counts), TS_TYPE),
+        pa.array(np.repeat(ts_us, counts), TS_TYPE),
         ids,
         pa.repeat(pa.scalar(replica, pa.string()), n),
         version,
-        *(flat.slice(j * n, n) for j in range(n_features)),  # over features
-        pa.array(np.concatenate(predictions)),
+        *(flat.slice(j * n, n) for j in range(by_feature.shape[0])),  # over features
+        pa.array(prediction),
         score,
     ]
     return pa.RecordBatch.from_arrays(arrays, schema=arrow_schema)

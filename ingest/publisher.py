@@ -18,6 +18,7 @@ import sys
 import time
 
 from ingest import spool as sp
+from ingest.blocks import Run, run_to_batch
 from ingest.errors import LandingError
 from ingest.writer import LandingWriter
 
@@ -43,11 +44,15 @@ def serve(ring: sp.Spool, writer: LandingWriter, parent: int) -> None:
         # read before taking: every record written before a flush request is taken below
         request = ring.get(sp.FLUSH_REQUEST)
         pending = request != ring.get(sp.FLUSH_DONE)
-        items = list(ring.take(n_features))
-        took = sum(item[1] if isinstance(item, tuple) else item.num_rows for item in items)
-        if items:
-            writer.extend_checked(items)
-            ring.add(sp.TAKEN, took)
+        batches = [
+            run_to_batch(item, writer.arrow_schema, writer.replica)
+            if isinstance(item, Run)
+            else item
+            for item in ring.take(n_features)
+        ]
+        if batches:
+            writer.extend_checked(batches)
+            ring.add(sp.TAKEN, sum(b.num_rows for b in batches))
         s = writer.stats()
         due = s.buffered_rows > 0 and (
             deadline is not None

@@ -21,10 +21,11 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
+
+from ingest.blocks import Run
 
 # header slots (uint64); the comment names the only process that writes each
 WRITE_POS = 0  # producer: bytes ever written
@@ -161,47 +162,68 @@ class Spool:
         return True
 
     # -- consumer -----------------------------------------------------------------------
-    def take(self, n_features: int) -> Iterator[tuple]:
-        """Yield every record written so far as copies, advancing ``read_pos`` past each.
+    def take(self, n_features: int) -> list[Run | pa.RecordBatch]:
+        """Copy out every record written so far and advance ``read_pos`` past them.
 
-        A block comes as ``(ts_us, rows, id_prefix, features, prediction, score, version)``
-        (the arrays are read-only views of one copy of the record, out of the ring); an
-        Arrow record as its ``pa.RecordBatch``.
+        Consecutive blocks come as one :class:`Run` (split where requests with and without
+        a score meet), copied with a few numpy calls however many requests it holds; an
+        Arrow record comes as its ``pa.RecordBatch``.
         """
-        r, w = self.get(READ_POS), self.get(WRITE_POS)
+        data, capacity, unpack = self._data, self.capacity, _REC.unpack_from
+        r, w = self.header[READ_POS], self.header[WRITE_POS]
+        out: list[Run | pa.RecordBatch] = []
+        blocks: list[tuple] = []  # the run so far: (ts, rows, offset, id and version length)
+        has_score = 0
         while r < w:
-            at = r % self.capacity
-            tail = self.capacity - at
-            if tail < _REC.size:
-                r += tail
+            at = r % capacity
+            if capacity - at < _REC.size:
+                r += capacity - at
                 continue
-            size, kind, ts_us, n, a, b, has_score = _REC.unpack_from(self._data, at)
-            start = at + _REC.size
-            if kind == BLOCK:
-                # one copy of the record; the arrays are views of it
-                record = bytes(self._data[at : at + size])
-                rid = record[_REC.size : _REC.size + a].decode()
-                ver = record[_REC.size + a : _REC.size + a + b].decode()
-                off = _align(_REC.size + a + b)
-                features = np.frombuffer(record, np.float64, n * n_features, off)
-                off += n * n_features * 8
-                prediction = np.frombuffer(record, np.float64, n, off)
-                score = np.frombuffer(record, np.float64, n, off + n * 8) if has_score else None
-                item: tuple | pa.RecordBatch = (
-                    ts_us,
-                    n,
-                    rid,
-                    features.reshape(n, n_features),
-                    prediction,
-                    score,
-                    ver,
-                )
-            elif kind == ARROW:
-                ipc = pa.py_buffer(bytes(self._data[start : start + a]))
-                item = pa.ipc.open_stream(ipc).read_next_batch()
-            else:
-                item = None
+            size, kind, ts_us, n, a, b, score = unpack(data, at)
             r += size
-            self.set(READ_POS, r)
-            if item is not None:
-                yield item
+            if blocks and (kind != BLOCK or score != has_score):
+                out.append(self._run(blocks, has_score, n_features))
+                blocks = []
+            if kind == BLOCK:
+                blocks.append((ts_us, n, at, a, b))
+                has_score = score
+            elif kind == ARROW:
+                ipc = pa.py_buffer(bytes(data[at + _REC.size : at + _REC.size + a]))
+                out.append(pa.ipc.open_stream(ipc).read_next_batch())
+        if blocks:
+            out.append(self._run(blocks, has_score, n_features))
+        # only now: until here the producer must not overwrite what was being copied
+        self.header[READ_POS] = r
+        return out
+
+    def _run(self, blocks: list[tuple], has_score: int, n_features: int) -> Run:
+        columns = zip(*blocks, strict=True)
+        ts, counts, at, id_len, version_len = (np.array(c, np.int64) for c in columns)
+        raw = np.frombuffer(self._data, np.uint8)
+        numbers = np.frombuffer(self._data, np.float64)
+        ids = _strings(raw, at + _REC.size, id_len)
+        versions = _strings(raw, at + _REC.size + id_len, version_len)
+        starts = (at + _REC.size + id_len + version_len + 7) // 8  # records are 8-aligned
+        features = _gather(numbers, starts, counts * n_features)
+        starts += counts * n_features
+        prediction = _gather(numbers, starts, counts)
+        score = _gather(numbers, starts + counts, counts) if has_score else None
+        return Run(ts, counts, ids, versions, features.reshape(-1, n_features), prediction, score)
+
+
+def _gather(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """A copy of ``values[s : s + l]`` for each start and length, concatenated."""
+    if lengths.mean() >= 256:  # long pieces: slicing each beats an index per value
+        return np.concatenate(
+            [values[s : s + n] for s, n in zip(starts.tolist(), lengths.tolist(), strict=True)]
+        )
+    ends = np.cumsum(lengths)
+    return values[np.arange(ends[-1]) + np.repeat(starts - (ends - lengths), lengths)]
+
+
+def _strings(raw: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> pa.StringArray:
+    """The UTF-8 strings at ``raw[s : s + l]`` as one Arrow array, without a Python loop."""
+    offsets = np.zeros(len(lengths) + 1, np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    text = _gather(raw, starts, lengths) if offsets[-1] else np.zeros(0, np.uint8)
+    return pa.StringArray.from_buffers(len(lengths), pa.py_buffer(offsets), pa.py_buffer(text))

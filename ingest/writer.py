@@ -183,13 +183,18 @@ class LandingWriter:
         block = (ts_us, n, id_prefix, features, prediction, score, model_version)
         return self._enqueue(block, n)
 
-    def extend_checked(self, items: list[pa.RecordBatch | Block]) -> None:
-        """Queue many requests at once that were checked already (the publisher process's
-        records: blocks as :meth:`append_block` builds them, or conformed record batches)."""
+    def extend_checked(self, batches: list[pa.RecordBatch]) -> None:
+        """Queue many record batches at once that are in the landing schema already (the
+        publisher process builds them from its spool, one per many requests). Past
+        ``max_buffer_rows`` the newest rows are dropped and counted: a batch is cut at the
+        bound (a request's rows may fall on both sides of the cut)."""
         now = time.monotonic()
-        for item in items:
-            n = item[1] if isinstance(item, tuple) else item.num_rows
-            self._enqueue(item, n, now)
+        for batch in batches:
+            room = self.max_buffer_rows - self._buffered
+            if 0 < room < batch.num_rows:
+                self._enqueue(batch.slice(0, room), room, now)
+                batch = batch.slice(room)
+            self._enqueue(batch, batch.num_rows, now)
 
     def _enqueue(self, item: pa.RecordBatch | Block, n: int, now: float | None = None) -> bool:
         with self._lock:

@@ -121,3 +121,16 @@ def test_a_flush_over_two_hours_that_fails_in_the_second_keeps_only_its_rows(tmp
     assert {f.path.split("/")[3] for f in files} == {"hour=12", "hour=13"}
     landed = pl.concat([read_keys(wh, f.path) for f in files])
     assert sorted(landed["request_id"].to_list()) == sorted(rows["request_id"].to_pylist())
+
+
+def test_batches_of_many_requests_are_cut_at_the_buffer_bound(tmp_path):
+    wh = Warehouse(tmp_path / "wh")
+    writer = LandingWriter(wh, SCHEMA, "r1", flush_rows=10_000, max_buffer_rows=25)
+    first, second = batch(20, datetime.now(UTC)), batch(20, datetime.now(UTC))
+    writer.extend_checked([first, second])
+    s = writer.stats()
+    assert (s.captured_rows, s.buffered_rows, s.dropped_rows) == (25, 25, 15)
+    assert writer.flush() == 25
+    kept = pl.concat([read_keys(wh, f.path) for f in list_landing(wh, "demo")])
+    expected = first["request_id"].to_pylist() + second["request_id"].to_pylist()[:5]
+    assert sorted(kept["request_id"].to_list()) == sorted(expected)
