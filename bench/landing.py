@@ -1,12 +1,14 @@
-"""Benchmark: landing write cost per request batch, and reading the latest window before and
-after compaction.
+"""Benchmark: what capturing a row costs, and reading the latest window before and after
+compaction.
 
 Run with ``uv run python -m bench.landing [--repeats N] [--files-per-hour N]``. Numbers are
 medians of the repeats, on a fresh temporary warehouse.
 
-Write: a LandingWriter (zstd-1) gets request batches of 1 and 32 rows of the 30-feature
-breast-cancer schema; ``append`` is timed per batch (the request path), ``flush`` per file
-of FLUSH_ROWS rows (the flusher thread), and the total is amortized per batch.
+Capture: requests of 1 and 32 rows of the 30-feature breast-cancer schema go through the
+path serving runs, in one process: ``Spool.put_block`` per request (the request path's copy
+into shared memory), then the publisher's part: ``Spool.take`` and ``run_to_batch`` (one
+Arrow batch of every request taken) and ``LandingWriter.flush`` of one landing file of
+about 5,000 or 50,000 rows (the default FLUSH_ROWS) with the default settings.
 
 Read: two replicas land ``--files-per-hour`` small files each per hour for two hours (a flush
 every few seconds); "the latest window" is the last ``--window`` rows (by ``ts``) of the last
@@ -43,7 +45,9 @@ from ingest import (
     read_rows,
     scan_landing,
 )
+from ingest.blocks import run_to_batch
 from ingest.schema import TS_TYPE
+from ingest.spool import Spool
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "breast_cancer"
@@ -74,29 +78,40 @@ def make_batch(schema, rows: int, ts: datetime, replica: str, rng) -> pa.RecordB
     return pa.RecordBatch.from_arrays(arrays, schema=schema.arrow_schema())
 
 
-def bench_write(schema, base: Path, repeats: int, flush_rows: int) -> list[str]:
+def bench_write(schema, base: Path, repeats: int) -> list[str]:
+    """The capture path as serving runs it, without the processes: the request path's copy
+    into the spool, then the publisher's take, Arrow build and flush of one landing file."""
     rng = np.random.default_rng(0)
+    n_features = len(schema.features)
     lines = []
-    for rows in (1, 32):
-        per_file = max(1, flush_rows // rows)
-        batches = [make_batch(schema, rows, START, "r1", rng) for _ in range(per_file)]
-        appends, flushes = [], []
+    for rows, flush_rows in ((1, 5000), (1, 50_000), (32, 4992), (32, 49_984)):
+        requests = flush_rows // rows
+        x, prediction, score = rng.normal(size=(rows, n_features)), np.zeros(rows), np.ones(rows)
+        ids = [uuid.uuid4().hex for _ in range(requests)]
+        ring = Spool.create((flush_rows + 1000) * (8 * n_features + 120))
+        ts_us = int(START.timestamp() * 1e6)
+        puts, takes, flushes = [], [], []
         for r in range(repeats):
-            wh = Warehouse(base / f"write-{rows}-{r}")
-            writer = LandingWriter(wh, schema, "r1", flush_rows=10**9, flush_interval=3600)
+            writer = LandingWriter(Warehouse(base / f"write-{rows}-{flush_rows}-{r}"), schema, "r1")
             t = time.perf_counter()
-            for b in batches:
-                writer.append(b)
-            appends.append((time.perf_counter() - t) / per_file)
+            for i, rid in enumerate(ids):
+                ring.put_block(ts_us + i, rid, x, prediction, score, "v1")
+            puts.append((time.perf_counter() - t) / requests)
+            t = time.perf_counter()
+            runs = ring.take(n_features)
+            batches = [run_to_batch(run, writer.arrow_schema, "r1") for run in runs]
+            takes.append(time.perf_counter() - t)
+            writer.extend_checked(batches)
             t = time.perf_counter()
             writer.flush()
             flushes.append(time.perf_counter() - t)
-        append, flush = statistics.median(appends), statistics.median(flushes)
-        total = append + flush / per_file
+        put, take, flush = (statistics.median(v) for v in (puts, takes, flushes))
+        n = requests * rows
         lines.append(
-            f"| {rows} | {per_file * rows} | {append * 1e6:.1f} | {flush * 1e3:.1f} | "
-            f"{total * 1e6:.1f} | {total / rows * 1e6:.2f} |"
+            f"| {rows} | {n:,} | {put * 1e6:.1f} | {take / n * 1e6:.2f} | {flush * 1e3:.1f} | "
+            f"{flush / n * 1e6:.2f} | {(put * requests + take + flush) / n * 1e6:.2f} |"
         )
+        ring.close()
     return lines
 
 
@@ -169,17 +184,19 @@ def bench_read(schema, base: Path, repeats: int, files_per_hour: int, window: in
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.landing", description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--flush-rows", type=int, default=5000)
     parser.add_argument("--files-per-hour", type=int, default=600)
     parser.add_argument("--window", type=int, default=10_000)
     args = parser.parse_args(argv)
     schema = load_reference(ROOT / "reference.parquet", MODEL).schema
     base = Path(tempfile.mkdtemp(prefix="bench-landing-"))
     try:
-        print(f"## write cost (median of {args.repeats}; {len(schema.features)} features)")
-        print("| rows/batch | rows/file | append µs/batch | flush ms/file | µs/batch | µs/row |")
-        print("|---|---|---|---|---|---|")
-        print("\n".join(bench_write(schema, base, args.repeats, args.flush_rows)))
+        print(f"## capture cost (median of {args.repeats}; {len(schema.features)} features)")
+        print(
+            "| rows/request | rows/file | request path µs/request | take + Arrow µs/row "
+            "| flush ms/file | flush µs/row | total µs/row |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        print("\n".join(bench_write(schema, base, args.repeats)))
         print()
         print(
             f"## read of the latest window ({args.window} rows), 2 replicas x 2 hours x "
