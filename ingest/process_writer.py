@@ -18,6 +18,7 @@ import logging
 import os
 import pickle
 import platform
+import resource
 import subprocess
 import sys
 import threading
@@ -26,7 +27,7 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from ingest import paths
+from ingest import paths, publisher
 from ingest import spool as sp
 from ingest.blocks import check_block
 from ingest.errors import LandingError
@@ -40,6 +41,18 @@ log = logging.getLogger("driftlake.ingest.process_writer")
 # and version, rounded up
 _ROW_OVERHEAD = 96
 _CHECK_EVERY = 1.0  # seconds between checks that the publisher is alive, on the request path
+
+
+def may_raise_publisher() -> bool:
+    """True if this process may move its publisher from SCHED_IDLE back to nice
+    :data:`ingest.publisher.NICE` (CAP_SYS_NICE, or an RLIMIT_NICE that allows that nice
+    value, e.g. docker-compose's ``ulimits: nice``); only then may the publisher idle."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NICE)
+    if soft == resource.RLIM_INFINITY or soft >= 20 - publisher.NICE:
+        return True
+    with open("/proc/self/status") as fh:
+        caps = next((line.split()[1] for line in fh if line.startswith("CapEff:")), "0")
+    return bool(int(caps, 16) >> 23 & 1)  # CAP_SYS_NICE
 
 
 def process_writer_supported() -> bool:
@@ -109,6 +122,8 @@ class ProcessLandingWriter:
         # counters of publishers that died, and rows they took with them
         self._base = {sp.FLUSHED: 0, sp.FILES: 0, sp.FAILURES: 0, sp.DROPPED: 0}
         self._lost = 0
+        self._may_idle = may_raise_publisher()
+        self._raised_at = 0.0
 
     # -- request path -------------------------------------------------------------------
     def append_block(
@@ -145,17 +160,34 @@ class ProcessLandingWriter:
             self._unread_since = time.monotonic_ns()
 
     def _counted(self, ok: bool, n: int) -> bool:
-        header = self._ring.header
+        ring = self._ring
+        header = ring.header
         header[sp.CAPTURED] += n
         if not ok:
             header[sp.RING_DROPPED] += n
         if not ok or self._dropping:
             self._log_dropping(ok)
         now = time.monotonic()
+        if self._may_idle and 4 * (header[sp.WRITE_POS] - header[sp.READ_POS]) > ring.capacity:
+            self._raise_publisher(now)
         if now >= self._next_check:
             self._next_check = now + _CHECK_EVERY
             self._check_publisher()
         return ok
+
+    def _raise_publisher(self, now: float) -> None:
+        """The spool is a quarter full: a publisher at SCHED_IDLE may be starved by a busy
+        core, so put it back at its nice value now (at most every 10 ms)."""
+        if now - self._raised_at < 0.01 or self._proc is None or self._proc.poll() is not None:
+            return
+        self._raised_at = now
+        try:
+            publisher.set_policy(self._proc.pid, os.SCHED_OTHER)
+        except FileNotFoundError:  # it just exited: _check_publisher restarts it
+            pass
+        except PermissionError as exc:  # the limits changed: the next publisher stays at nice
+            self._may_idle = False
+            log.warning("event=publisher_priority replica=%s reason=%s", self.replica, exc)
 
     def _log_dropping(self, ok: bool) -> None:
         """Log once when the ring starts refusing rows, and once when it has room again:
@@ -182,7 +214,7 @@ class ProcessLandingWriter:
         return self
 
     def _spawn(self) -> None:
-        config = {**self._config, "parent": os.getpid()}
+        config = {**self._config, "parent": os.getpid(), "may_idle": self._may_idle}
         self._proc = subprocess.Popen(
             [
                 sys.executable,

@@ -27,11 +27,21 @@ log = logging.getLogger("driftlake.ingest.publisher")
 # costs the server's cores a context switch and cache lines; flushes are due on a 1 s scale),
 # the short one once it is an eighth full, so it never fills while the publisher sleeps.
 POLL, BUSY_POLL = 0.05, 0.005
+# The publisher's priority. Normally nice 5: under CPU contention the server's request path
+# goes first, and the publisher still gets about a quarter of a core. Where the server may
+# raise it again (see ingest.process_writer.may_raise_publisher), the publisher drops to
+# SCHED_IDLE whenever the spool is under IDLE_BELOW full after a take: a request then never
+# waits for a flush to finish its time slice (p99 at one connection: +1.3 ms at nice 5,
+# +0.3 ms idle; BENCHMARKS.md). It goes back to nice 5 itself when it finds more, and the
+# server raises it as soon as the spool is a quarter full, in case a busy core gives an
+# idle publisher no time to look.
 NICE = 5
+IDLE_BELOW = 1 / 16
 
 
-def serve(ring: sp.Spool, writer: LandingWriter, parent: int) -> None:
-    """Move records from ``ring`` into ``writer`` and publish them until told to stop."""
+def serve(ring: sp.Spool, writer: LandingWriter, parent: int, may_idle: bool = False) -> None:
+    """Move records from ``ring`` into ``writer`` and publish them until told to stop
+    (at SCHED_IDLE while the spool is nearly empty, if ``may_idle``)."""
     n_features = len(writer.schema.features)
     backoff = retry_at = 0.0
     deadline = None
@@ -87,7 +97,21 @@ def serve(ring: sp.Spool, writer: LandingWriter, parent: int) -> None:
                 )
                 return
         used = ring.get(sp.WRITE_POS) - ring.get(sp.READ_POS)
+        if may_idle:  # never idle while stopping or orphaned: nobody would raise it
+            idle = deadline is None and used < ring.capacity * IDLE_BELOW
+            set_policy(os.getpid(), os.SCHED_IDLE if idle else os.SCHED_OTHER)
         time.sleep(BUSY_POLL if used * 8 > ring.capacity else POLL)
+
+
+def set_policy(pid: int, policy: int) -> None:
+    """Put every thread of process ``pid`` under scheduling ``policy`` (SCHED_IDLE, or
+    SCHED_OTHER at the threads' own nice value), if it is not there already."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            if os.sched_getscheduler(int(tid)) != policy:
+                os.sched_setscheduler(int(tid), policy, os.sched_param(0))
+        except ProcessLookupError:  # a thread that just ended
+            pass
 
 
 def _mirror(ring: sp.Spool, writer: LandingWriter) -> None:
@@ -106,19 +130,20 @@ def main(argv: list[str] | None = None) -> None:
     fd, capacity = int(args[0]), int(args[1])
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    # background work with a buffer in front of it: under CPU contention the server's
-    # request path goes first, and the publisher still gets about a third of a core
-    os.nice(NICE)
+    # every thread: numpy and pyarrow start theirs at import, before this runs
+    for tid in os.listdir("/proc/self/task"):
+        os.setpriority(os.PRIO_PROCESS, int(tid), NICE)
     logging.basicConfig(
         level=logging.INFO,
         format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
     )
     config = pickle.loads(sys.stdin.buffer.read())
     parent = config.pop("parent")
+    may_idle = config.pop("may_idle", False)
     writer = LandingWriter(**config)
     ring = sp.Spool(fd, capacity)
     try:
-        serve(ring, writer, parent)
+        serve(ring, writer, parent, may_idle)
     finally:
         _mirror(ring, writer)
 

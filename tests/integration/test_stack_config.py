@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ingest import publisher
 from tests.conftest import ROOT, require_binary
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -99,6 +100,13 @@ def test_scalable_services_have_no_fixed_name_or_host_port(config):
         assert not published(svc), f"{name} publishes a port: --scale would collide"
     assert config["services"]["dask-worker"]["environment"]["POLARS_MAX_THREADS"] == "1"
     assert "--nthreads" in config["services"]["dask-worker"]["command"]
+
+
+def test_model_servers_may_raise_their_publisher_from_idle(config):
+    # without it the publisher stays at nice 5 (safe, but requests may wait behind a flush)
+    nice = config["services"]["model-server"]["ulimits"]["nice"]
+    soft = nice["soft"] if isinstance(nice, dict) else nice
+    assert int(soft) >= 20 - publisher.NICE
 
 
 def test_services_have_healthchecks_restart_policies_and_the_shared_warehouse(config):

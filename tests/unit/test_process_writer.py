@@ -9,8 +9,9 @@ import signal
 import numpy as np
 import pytest
 
-from ingest import ProcessLandingWriter, SchemaError, Warehouse, process_writer_supported
+from ingest import ProcessLandingWriter, SchemaError, Warehouse, process_writer_supported, publisher
 from ingest import spool as sp
+from ingest.process_writer import may_raise_publisher
 from serving import CaptureBatchBuilder
 from tests.servers import wait_until
 from tests.unit.test_writer_blocks import FEATURES, SCHEMA, landed, requests, write_with_append
@@ -157,3 +158,27 @@ def test_a_ring_at_its_limit_logs_dropping_once_and_recovers_once_drained(tmp_pa
         events = [r.message.split()[0] for r in caplog.records]
         assert events == ["event=capture_dropping", "event=capture_recovered"]
     writer.close()
+
+
+@pytest.mark.skipif(not may_raise_publisher(), reason="needs CAP_SYS_NICE or RLIMIT_NICE >= 15")
+def test_an_idle_publisher_is_raised_when_the_spool_fills_and_idles_again_once_drained(tmp_path):
+    wh = Warehouse(tmp_path / "wh")
+    writer = process_writer(wh, spool_rows=200).start()
+    pid = writer._proc.pid
+    wait_until(lambda: os.sched_getscheduler(pid) == os.SCHED_IDLE)
+    os.kill(pid, signal.SIGSTOP)  # a publisher that gets no CPU, as on a saturated core
+    try:
+        ring, rows, x = writer._ring, 0, np.ones((10, len(FEATURES)))
+        while 4 * (ring.get(sp.WRITE_POS) - ring.get(sp.READ_POS)) <= ring.capacity:
+            assert os.sched_getscheduler(pid) == os.SCHED_IDLE
+            assert writer.append_block(1, f"r{rows}", x, np.ones(10), None, "v1")
+            rows += 10
+        # the append that passed a quarter raised every thread to nice 5
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            assert os.sched_getscheduler(int(tid)) == os.SCHED_OTHER
+            assert os.getpriority(os.PRIO_PROCESS, int(tid)) == publisher.NICE
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_until(lambda: os.sched_getscheduler(pid) == os.SCHED_IDLE)  # drained: idle again
+    writer.close()
+    assert landed(wh).num_rows == rows == writer.stats().flushed_rows
