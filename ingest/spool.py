@@ -127,7 +127,7 @@ class Spool:
         rid = id_prefix.encode()
         ver = model_version.encode()
         n = features.shape[0]
-        body = (_REC.size + len(rid) + len(ver) + 7) & ~7
+        body = _align(_REC.size + len(rid) + len(ver))
         size = body + features.nbytes + 8 * n * (1 if score is None else 2)
         at = self._reserve(size)
         if at is None:
