@@ -168,19 +168,23 @@ class ProcessLandingWriter:
         if not ok or self._dropping:
             self._log_dropping(ok)
         now = time.monotonic()
-        if self._may_idle and 4 * (header[sp.WRITE_POS] - header[sp.READ_POS]) > ring.capacity:
-            self._raise_publisher(now)
+        if (
+            self._may_idle
+            and 4 * (header[sp.WRITE_POS] - header[sp.READ_POS]) > ring.capacity
+            and now - self._raised_at >= 0.01  # a few system calls: not on every request
+        ):
+            self._raised_at = now
+            self._raise_publisher()
         if now >= self._next_check:
             self._next_check = now + _CHECK_EVERY
             self._check_publisher()
         return ok
 
-    def _raise_publisher(self, now: float) -> None:
-        """The spool is a quarter full: a publisher at SCHED_IDLE may be starved by a busy
-        core, so put it back at its nice value now (at most every 10 ms)."""
-        if now - self._raised_at < 0.01 or self._proc is None or self._proc.poll() is not None:
+    def _raise_publisher(self) -> None:
+        """The spool is a quarter full, or the caller waits for the publisher: one at
+        SCHED_IDLE may be starved by a busy core, so put it back at its nice value now."""
+        if self._proc is None or self._proc.poll() is not None:
             return
-        self._raised_at = now
         try:
             publisher.set_policy(self._proc.pid, os.SCHED_OTHER)
         except FileNotFoundError:  # it just exited: _check_publisher restarts it
@@ -264,6 +268,8 @@ class ProcessLandingWriter:
         errors = ring.get(sp.FLUSH_ERRORS)
         request = ring.get(sp.FLUSH_REQUEST) + 1
         ring.set(sp.FLUSH_REQUEST, request)
+        if self._may_idle:
+            self._raise_publisher()
         deadline = time.monotonic() + timeout
         while ring.get(sp.FLUSH_DONE) < request:
             if self._proc is None or self._proc.poll() is not None:
@@ -289,6 +295,8 @@ class ProcessLandingWriter:
             self._spawn()
             proc = self._proc
         self._ring.set(sp.STOP, max(1, int(timeout * 1e3)))
+        if self._may_idle:
+            self._raise_publisher()
         try:
             proc.wait(timeout + 10)
         except subprocess.TimeoutExpired:

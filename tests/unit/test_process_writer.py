@@ -9,7 +9,14 @@ import signal
 import numpy as np
 import pytest
 
-from ingest import ProcessLandingWriter, SchemaError, Warehouse, process_writer_supported, publisher
+from ingest import (
+    LandingError,
+    ProcessLandingWriter,
+    SchemaError,
+    Warehouse,
+    process_writer_supported,
+    publisher,
+)
 from ingest import spool as sp
 from ingest.process_writer import may_raise_publisher
 from serving import CaptureBatchBuilder
@@ -180,5 +187,12 @@ def test_an_idle_publisher_is_raised_when_the_spool_fills_and_idles_again_once_d
     finally:
         os.kill(pid, signal.SIGCONT)
     wait_until(lambda: os.sched_getscheduler(pid) == os.SCHED_IDLE)  # drained: idle again
+    os.kill(pid, signal.SIGSTOP)
+    try:  # whoever waits for the publisher raises it first, whatever the spool holds
+        with pytest.raises(LandingError, match="did not flush"):
+            writer.flush(timeout=0.2)
+        assert os.sched_getscheduler(pid) == os.SCHED_OTHER
+    finally:
+        os.kill(pid, signal.SIGCONT)
     writer.close()
     assert landed(wh).num_rows == rows == writer.stats().flushed_rows
