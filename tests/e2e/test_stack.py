@@ -76,6 +76,8 @@ class Streamed:
 @pytest.fixture(scope="module")
 def drifted(stack: NativeStack) -> Streamed:
     """Stream a drifted stream through nginx and wait until Prometheus has its every window."""
+    # the stream lasts ~4 s: a replica first scraped midway would show only part of it
+    stack.prometheus.wait_for('up{job="model-server"} == 1', lambda r: len(r) == 2, timeout=30)
     before = {s.replica: predicted_rows(s) for s in stack.replicas}
     out = stream(
         stack.gateway,
