@@ -155,8 +155,7 @@ class ProcessLandingWriter:
     def _note_unread(self) -> None:
         # rows still in the ring are no older than the moment it last went from empty to
         # not: the publisher reports the age of what it took, this covers what it has not
-        header = self._ring.header
-        if header[sp.READ_POS] == header[sp.WRITE_POS]:
+        if self._ring.used() == 0:
             self._unread_since = time.monotonic_ns()
 
     def _counted(self, ok: bool, n: int) -> bool:
@@ -170,7 +169,7 @@ class ProcessLandingWriter:
         now = time.monotonic()
         if (
             self._may_idle
-            and 4 * (header[sp.WRITE_POS] - header[sp.READ_POS]) > ring.capacity
+            and 4 * ring.used() > ring.capacity
             and now - self._raised_at >= 0.01  # a few system calls: not on every request
         ):
             self._raised_at = now
@@ -183,7 +182,7 @@ class ProcessLandingWriter:
     def _raise_publisher(self) -> None:
         """The spool is a quarter full, or the caller waits for the publisher: one at
         SCHED_IDLE may be starved by a busy core, so put it back at its nice value now."""
-        if self._proc is None or self._proc.poll() is not None:
+        if not self._may_idle or self._proc is None or self._proc.poll() is not None:
             return
         try:
             publisher.set_policy(self._proc.pid, os.SCHED_OTHER)
@@ -206,7 +205,7 @@ class ProcessLandingWriter:
                 self.replica,
                 ring.capacity,
             )
-        elif ok and 2 * (ring.get(sp.WRITE_POS) - ring.get(sp.READ_POS)) <= ring.capacity:
+        elif ok and 2 * ring.used() <= ring.capacity:
             self._dropping = False
             log.warning("event=capture_recovered replica=%s", self.replica)
 
@@ -268,8 +267,7 @@ class ProcessLandingWriter:
         errors = ring.get(sp.FLUSH_ERRORS)
         request = ring.get(sp.FLUSH_REQUEST) + 1
         ring.set(sp.FLUSH_REQUEST, request)
-        if self._may_idle:
-            self._raise_publisher()
+        self._raise_publisher()
         deadline = time.monotonic() + timeout
         while ring.get(sp.FLUSH_DONE) < request:
             if self._proc is None or self._proc.poll() is not None:
@@ -295,8 +293,7 @@ class ProcessLandingWriter:
             self._spawn()
             proc = self._proc
         self._ring.set(sp.STOP, max(1, int(timeout * 1e3)))
-        if self._may_idle:
-            self._raise_publisher()
+        self._raise_publisher()
         try:
             proc.wait(timeout + 10)
         except subprocess.TimeoutExpired:
@@ -314,7 +311,7 @@ class ProcessLandingWriter:
         dropped = ring.get(sp.RING_DROPPED) + b[sp.DROPPED] + ring.get(sp.DROPPED) + self._lost
         now = time.monotonic_ns()
         oldest = ring.get(sp.OLDEST_NS) or now
-        if ring.get(sp.READ_POS) != ring.get(sp.WRITE_POS):
+        if ring.used():
             oldest = min(oldest, self._unread_since)
         return WriterStats(
             captured_rows=captured,

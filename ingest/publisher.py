@@ -84,7 +84,7 @@ def serve(ring: sp.Spool, writer: LandingWriter, parent: int, may_idle: bool = F
             if failed:
                 ring.add(sp.FLUSH_ERRORS, 1)
             ring.set(sp.FLUSH_DONE, request)
-        if deadline is not None and ring.get(sp.READ_POS) == ring.get(sp.WRITE_POS):
+        if deadline is not None and ring.used() == 0:
             left = writer.stats().buffered_rows
             if left == 0:
                 return
@@ -96,7 +96,7 @@ def serve(ring: sp.Spool, writer: LandingWriter, parent: int, may_idle: bool = F
                     left,
                 )
                 return
-        used = ring.get(sp.WRITE_POS) - ring.get(sp.READ_POS)
+        used = ring.used()
         if may_idle:  # never idle while stopping or orphaned: nobody would raise it
             idle = deadline is None and used < ring.capacity * IDLE_BELOW
             set_policy(os.getpid(), os.SCHED_IDLE if idle else os.SCHED_OTHER)

@@ -88,6 +88,10 @@ class Spool:
     def set(self, slot: int, value: int) -> None:
         self.header[slot] = value
 
+    def used(self) -> int:
+        """Bytes written and not yet taken (records, pads and skipped tails)."""
+        return self.header[WRITE_POS] - self.header[READ_POS]
+
     def add(self, slot: int, n: int) -> None:
         """Add to a slot only this process writes."""
         self.header[slot] += n

@@ -101,7 +101,6 @@ class LandingWriter:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._n_features = len(schema.features)
         self._numeric = all(f.kind == "numeric" for f in schema.features)
         self._dictionary_columns = [REPLICA, MODEL_VERSION] + [
             f.name for f in schema.features if f.kind != "numeric"

@@ -139,9 +139,7 @@ def test_rows_not_yet_taken_by_the_publisher_have_an_age(tmp_path):
 def test_a_ring_at_its_limit_logs_dropping_once_and_recovers_once_drained(tmp_path, caplog):
     writer = process_writer(Warehouse(tmp_path / "wh"), spool_rows=20)  # not started yet
     ring = writer._ring
-
-    def used() -> int:
-        return ring.get(sp.WRITE_POS) - ring.get(sp.READ_POS)
+    used = ring.used
 
     def append(rows: int) -> bool:
         return writer.append_block(1, "r", np.ones((rows, len(FEATURES))), np.ones(rows), None, "v")
@@ -176,7 +174,7 @@ def test_an_idle_publisher_is_raised_when_the_spool_fills_and_idles_again_once_d
     os.kill(pid, signal.SIGSTOP)  # a publisher that gets no CPU, as on a saturated core
     try:
         ring, rows, x = writer._ring, 0, np.ones((10, len(FEATURES)))
-        while 4 * (ring.get(sp.WRITE_POS) - ring.get(sp.READ_POS)) <= ring.capacity:
+        while 4 * ring.used() <= ring.capacity:
             assert os.sched_getscheduler(pid) == os.SCHED_IDLE
             assert writer.append_block(1, f"r{rows}", x, np.ones(10), None, "v1")
             rows += 10
