@@ -65,6 +65,7 @@ class Spool:
         # a memoryview of uint64: indexing it is several times cheaper than a numpy array's
         self.header = memoryview(self._mm)[:HEADER].cast("Q")
         self._data = memoryview(self._mm)[HEADER:]
+        self._heads: dict[tuple[int, int], struct.Struct] = {}
 
     @classmethod
     def create(cls, capacity: int) -> Spool:
@@ -125,30 +126,42 @@ class Spool:
     ) -> bool:
         """Copy one request's rows in; False (nothing written) if the ring is full.
 
-        The request path: a few slice assignments and no numpy call (~2 us for a 32-row
-        request of 30 features, most of it interpreter overhead; keep it that way).
+        The request path, so as few interpreter steps as can be: one ``pack_into`` for the
+        header and both strings, and one mmap slice assignment per array (the mmap reads the
+        array's buffer directly: ~70 ns, where a cast memoryview costs ~350 ns). Measured
+        inside a loaded server, every step here costs 3-5x what a loop of it does alone.
         """
         rid = id_prefix.encode()
         ver = model_version.encode()
-        n = features.shape[0]
-        body = _align(_REC.size + len(rid) + len(ver))
+        n, a, b = features.shape[0], len(rid), len(ver)
+        head = self._heads.get((a, b)) or self._head(a, b)
+        body = _align(head.size)
         size = body + features.nbytes + 8 * n * (1 if score is None else 2)
         at = self._reserve(size)
         if at is None:
             return False
-        data = self._data
-        _REC.pack_into(data, at, size, BLOCK, ts_us, n, len(rid), len(ver), score is not None)
-        data[at + _REC.size : at + _REC.size + len(rid) + len(ver)] = rid + ver
+        mm = self._mm
+        at += HEADER
+        head.pack_into(mm, at, size, BLOCK, ts_us, n, a, b, score is not None, rid, ver)
         at += body
         for array in (features, prediction) if score is None else (features, prediction, score):
             end = at + array.nbytes
             try:
-                data[at:end] = memoryview(array).cast("B")
-            except TypeError:  # not C-contiguous (serving never passes such an array)
-                data[at:end] = np.ascontiguousarray(array).data.cast("B")
+                mm[at:end] = array
+            except ValueError:  # not C-contiguous (serving never passes such an array)
+                mm[at:end] = np.ascontiguousarray(array)
             at = end
         self.header[WRITE_POS] += size
         return True
+
+    def _head(self, id_len: int, version_len: int) -> struct.Struct:
+        """The record header followed by an id and a version of these lengths."""
+        if len(self._heads) >= 64:  # lengths a caller varies without bound: stay small
+            self._heads.clear()
+        head = self._heads[id_len, version_len] = struct.Struct(
+            f"{_REC.format}{id_len}s{version_len}s"
+        )
+        return head
 
     def put_arrow(self, batch: pa.RecordBatch) -> bool:
         """Copy a record batch in (Arrow IPC); False (nothing written) if the ring is full."""

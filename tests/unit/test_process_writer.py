@@ -60,6 +60,31 @@ def test_lands_exactly_what_the_thread_writer_lands(tmp_path):
     assert got.equals(expected)
 
 
+def test_any_array_layout_dtype_and_id_length_lands_as_float64_values(tmp_path):
+    # the request path copies float64 C-ordered arrays as they are; anything else is
+    # converted first, and ids of 100 different lengths outgrow the cache of record headers
+    reqs = [
+        (ts, (prefix * 4)[: 1 + k % 100], x, pred, score, version)
+        for k, (ts, prefix, x, pred, score, version) in enumerate(requests(seed=5, n=300))
+    ]
+    reference = write_with_append(Warehouse(tmp_path / "thread"), reqs)
+    reference.close()
+    wh = Warehouse(tmp_path / "process")
+    writer = process_writer(wh).start()
+    for k, (ts, prefix, x, pred, score, version) in enumerate(reqs):
+        if k % 3 == 0:
+            x = np.asfortranarray(x)
+        elif k % 3 == 1:
+            x = np.hstack([x, x])[:, : len(FEATURES)]  # a strided view
+            pred = pred.astype(np.int64)
+        else:
+            pred = pred.astype(np.float32)  # 0 and 1: the same values
+        assert writer.append_block(ts, prefix, x, pred, score, version)
+    writer.close()
+    expected, got = landed(Warehouse(tmp_path / "thread")), landed(wh)
+    assert got.equals(expected)
+
+
 def test_a_small_ring_wraps_many_times_and_keeps_every_row_once(tmp_path):
     # ~60 rows of room; 3,000 requests of 1-32 rows go round it many times
     wh = Warehouse(tmp_path / "wh")
