@@ -69,8 +69,9 @@ class ProcessLandingWriter:
 
     Parameters are LandingWriter's, plus ``spool_rows``: how many rows of the schema the
     shared-memory ring holds between the request path and the publisher (~17 MB for 30
-    features; the publisher takes rows out every 50 ms, every 5 ms once the ring is an
-    eighth full, so it fills only if the publisher stalls). Rows the ring cannot take are
+    features; the publisher takes rows out at least every 200 ms, and often enough that
+    the ring stays under an eighth full at the rate it fills, so it fills only if the
+    publisher stalls). Rows the ring cannot take are
     dropped and counted, as are rows the publisher's own buffer (``max_buffer_rows``, while
     the landing zone refuses writes) cannot take. The ring stays mapped after
     :meth:`close`, so :meth:`stats` keeps answering.
@@ -123,7 +124,10 @@ class ProcessLandingWriter:
         self._base = {sp.FLUSHED: 0, sp.FILES: 0, sp.FAILURES: 0, sp.DROPPED: 0}
         self._lost = 0
         self._may_idle = may_raise_publisher()
-        self._raised_at = 0.0
+        # the publisher sleeps on this between looks at the ring (up to its POLL): written
+        # when the ring is a quarter full, and by flush() and close(), which wait for it
+        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._woken_at = 0.0
 
     # -- request path -------------------------------------------------------------------
     def append_block(
@@ -168,20 +172,21 @@ class ProcessLandingWriter:
             self._log_dropping(ok)
         now = time.monotonic()
         if (
-            self._may_idle
-            and 4 * ring.used() > ring.capacity
-            and now - self._raised_at >= 0.01  # a few system calls: not on every request
+            4 * ring.used() > ring.capacity
+            and now - self._woken_at >= 0.01  # a few system calls: not on every request
         ):
-            self._raised_at = now
-            self._raise_publisher()
+            self._woken_at = now
+            self._wake_publisher()
         if now >= self._next_check:
             self._next_check = now + _CHECK_EVERY
             self._check_publisher()
         return ok
 
-    def _raise_publisher(self) -> None:
-        """The spool is a quarter full, or the caller waits for the publisher: one at
-        SCHED_IDLE may be starved by a busy core, so put it back at its nice value now."""
+    def _wake_publisher(self) -> None:
+        """The spool is a quarter full, or the caller waits for the publisher: wake it, and
+        put one at SCHED_IDLE back at its nice value (a busy core may starve it)."""
+        if self._wake >= 0:
+            os.eventfd_write(self._wake, 1)
         if not self._may_idle or self._proc is None or self._proc.poll() is not None:
             return
         try:
@@ -217,7 +222,12 @@ class ProcessLandingWriter:
         return self
 
     def _spawn(self) -> None:
-        config = {**self._config, "parent": os.getpid(), "may_idle": self._may_idle}
+        config = {
+            **self._config,
+            "parent": os.getpid(),
+            "may_idle": self._may_idle,
+            "wake_fd": self._wake,
+        }
         self._proc = subprocess.Popen(
             [
                 sys.executable,
@@ -227,7 +237,7 @@ class ProcessLandingWriter:
                 str(self._ring.capacity),
             ],
             stdin=subprocess.PIPE,
-            pass_fds=(self._ring.fd,),
+            pass_fds=(self._ring.fd, self._wake),
             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
         )
         self._proc.stdin.write(pickle.dumps(config))
@@ -267,7 +277,7 @@ class ProcessLandingWriter:
         errors = ring.get(sp.FLUSH_ERRORS)
         request = ring.get(sp.FLUSH_REQUEST) + 1
         ring.set(sp.FLUSH_REQUEST, request)
-        self._raise_publisher()
+        self._wake_publisher()
         deadline = time.monotonic() + timeout
         while ring.get(sp.FLUSH_DONE) < request:
             if self._proc is None or self._proc.poll() is not None:
@@ -293,7 +303,7 @@ class ProcessLandingWriter:
             self._spawn()
             proc = self._proc
         self._ring.set(sp.STOP, max(1, int(timeout * 1e3)))
-        self._raise_publisher()
+        self._wake_publisher()
         try:
             proc.wait(timeout + 10)
         except subprocess.TimeoutExpired:
@@ -301,6 +311,9 @@ class ProcessLandingWriter:
             proc.wait()
             log.error("event=publisher_killed replica=%s reason=did not stop", self.replica)
         self._closed = True
+        with self._lock:  # no append may write to the descriptor once its number is free
+            os.close(self._wake)
+            self._wake = -1
 
     def stats(self) -> WriterStats:
         """Counters of this writer and its publishers, read from the ring's header."""

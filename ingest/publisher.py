@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import select
 import signal
 import sys
 import time
@@ -23,10 +24,16 @@ from ingest.errors import LandingError
 from ingest.writer import LandingWriter
 
 log = logging.getLogger("driftlake.ingest.publisher")
-# Seconds between looks at the spool: the long pause while it is nearly empty (every wake-up
-# costs the server's cores a context switch and cache lines; flushes are due on a 1 s scale),
-# the short one once it is an eighth full, so it never fills while the publisher sleeps.
-POLL, BUSY_POLL = 0.05, 0.005
+# Seconds between looks at the spool. The publisher sleeps until the spool would be an
+# eighth full at the rate it filled since the last look, between BUSY_POLL and POLL: every
+# look has a fixed cost (~0.3 ms alone, more beside a busy server) and disturbs the server's
+# core, so at one-row requests a 50 ms pause cost the server +24 us of CPU per request and
+# a 200 ms pause +13 us (BENCHMARKS.md), while a fast-filling spool is still looked at
+# often enough never to fill. A burst from a standstill does not wait out the pause: the
+# server wakes the publisher (an eventfd) once the spool is a quarter full, and flush() and
+# close() wake it too. POLL also bounds how late a due flush starts.
+POLL, BUSY_POLL = 0.2, 0.005
+FILL_AT = 1 / 8
 # The publisher's priority. Normally nice 5: under CPU contention the server's request path
 # goes first, and the publisher still gets about a quarter of a core. Where the server may
 # raise it again (see ingest.process_writer.may_raise_publisher), the publisher drops to
@@ -39,14 +46,21 @@ NICE = 5
 IDLE_BELOW = 1 / 16
 
 
-def serve(ring: sp.Spool, writer: LandingWriter, parent: int, may_idle: bool = False) -> None:
+def serve(
+    ring: sp.Spool, writer: LandingWriter, parent: int, may_idle: bool = False, wake_fd: int = -1
+) -> None:
     """Move records from ``ring`` into ``writer`` and publish them until told to stop
-    (at SCHED_IDLE while the spool is nearly empty, if ``may_idle``)."""
+    (at SCHED_IDLE while the spool is nearly empty, if ``may_idle``). Between looks it
+    sleeps, until the eventfd ``wake_fd`` is written if one is given."""
     n_features = len(writer.schema.features)
     backoff = retry_at = 0.0
     deadline = None
+    seen, seen_at = ring.get(sp.WRITE_POS), time.monotonic()
     while True:
         now = time.monotonic()
+        written = ring.get(sp.WRITE_POS)
+        rate = (written - seen) / max(now - seen_at, 1e-3)  # bytes/s since the last look
+        seen, seen_at = written, now
         stop_ms = ring.get(sp.STOP)
         if deadline is None and (stop_ms or os.getppid() != parent):
             # a stopping server says how long it waits; an orphan gets 30 s
@@ -100,7 +114,20 @@ def serve(ring: sp.Spool, writer: LandingWriter, parent: int, may_idle: bool = F
         if may_idle:  # never idle while stopping or orphaned: nobody would raise it
             idle = deadline is None and used < ring.capacity * IDLE_BELOW
             set_policy(os.getpid(), os.SCHED_IDLE if idle else os.SCHED_OTHER)
-        time.sleep(BUSY_POLL if used * 8 > ring.capacity else POLL)
+        seconds = pause(ring.capacity * FILL_AT - used, rate)
+        if wake_fd < 0:
+            time.sleep(seconds)
+        elif select.select([wake_fd], [], [], seconds)[0]:
+            os.eventfd_read(wake_fd)  # back to zero: the next write wakes it again
+
+
+def pause(room: float, rate: float) -> float:
+    """Seconds until ``room`` more bytes arrive at ``rate`` bytes/s, within [BUSY_POLL, POLL]."""
+    if room <= 0:
+        return BUSY_POLL
+    if room >= rate * POLL:
+        return POLL
+    return max(BUSY_POLL, room / rate)
 
 
 def set_policy(pid: int, policy: int) -> None:
@@ -140,10 +167,11 @@ def main(argv: list[str] | None = None) -> None:
     config = pickle.loads(sys.stdin.buffer.read())
     parent = config.pop("parent")
     may_idle = config.pop("may_idle", False)
+    wake_fd = config.pop("wake_fd", -1)
     writer = LandingWriter(**config)
     ring = sp.Spool(fd, capacity)
     try:
-        serve(ring, writer, parent, may_idle)
+        serve(ring, writer, parent, may_idle, wake_fd)
     finally:
         _mirror(ring, writer)
 

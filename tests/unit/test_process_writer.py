@@ -161,6 +161,37 @@ def test_rows_not_yet_taken_by_the_publisher_have_an_age(tmp_path):
     assert writer.stats().oldest_buffered_age_seconds == 0.0
 
 
+def test_the_publisher_is_woken_once_the_ring_is_a_quarter_full(tmp_path):
+    # between looks the publisher sleeps on the eventfd (up to POLL): a burst must not wait
+    writer = process_writer(Warehouse(tmp_path / "wh"), spool_rows=40)  # not started
+    x = np.ones((1, len(FEATURES)))
+    while 4 * writer._ring.used() <= writer._ring.capacity:
+        with pytest.raises(BlockingIOError):  # nothing written to it yet
+            os.eventfd_read(writer._wake)
+        assert writer.append_block(1, "r", x, np.ones(1), None, "v1")
+    assert os.eventfd_read(writer._wake) == 1
+    writer.close()
+    assert writer.stats().flushed_rows == writer.stats().captured_rows
+    # appends after close reach the quarter mark again without writing to a closed fd
+    while 4 * writer._ring.used() <= writer._ring.capacity:
+        assert writer.append_block(1, "r", x, np.ones(1), None, "v1")
+
+
+@pytest.mark.parametrize(
+    ("room", "rate", "expected"),
+    [
+        (-1.0, 0.0, publisher.BUSY_POLL),  # already past the mark: look again soon
+        (0.0, 1e9, publisher.BUSY_POLL),
+        (1e6, 0.0, publisher.POLL),  # nothing arriving: the longest pause
+        (1e6, 1e6, publisher.POLL),  # a second of room: capped
+        (1e6, 1e7, 0.1),  # the mark is reached in 100 ms
+        (1e3, 1e9, publisher.BUSY_POLL),  # 1 us of room: the shortest pause
+    ],
+)
+def test_the_publisher_pauses_until_the_ring_would_be_an_eighth_full(room, rate, expected):
+    assert publisher.pause(room, rate) == pytest.approx(expected)
+
+
 def test_a_ring_at_its_limit_logs_dropping_once_and_recovers_once_drained(tmp_path, caplog):
     writer = process_writer(Warehouse(tmp_path / "wh"), spool_rows=20)  # not started yet
     ring = writer._ring
