@@ -28,7 +28,7 @@ from bench.serving import bodies, start_servers, train_forest
 BUCKETS = (
     ("model predict", ("serving/model.py", "sklearn/", "scipy/", "numpy/", "joblib/")),
     ("JSON parse + validation", ("serving/request.py", "pydantic", "bench/procs.py")),
-    ("capture (request path)", ("serving/capture.py", "ingest/writer.py")),
+    ("capture (request path)", ("serving/capture.py", "ingest/")),
     ("forwarding HTTP client", ("httpx/", "httpcore/", "ssl.py", "anyio/", "certifi")),
     ("metrics", ("serving/metrics.py", "prometheus_client/")),
     ("handler (ids, response JSON)", ("serving/app.py", "bench/bare.py", "baseline_")),
