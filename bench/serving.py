@@ -12,8 +12,11 @@ loopback, each one uvicorn worker serving the same predictor:
 
 wrk (one thread, a separate process) drives one server at a time for ``--duration``
 seconds, posting held-out rows in requests of 1 or 32 rows over 1, 8 or 32 connections.
-The four configurations of a cell run back to back in a rotating order, for ``--rounds``
-rounds; the tables show medians and the ratios of those medians. Rows captured: for ``on``,
+The four configurations of a cell run back to back for ``--rounds`` rounds, ``off`` and
+``on`` always next to each other (which goes first alternates), then ``fwd`` and ``bare``.
+The tables show each configuration's medians; each ratio and p99 difference is the median
+over rounds of that round's own ratio: this shared machine's speed drifts by up to ~30%
+between rounds, and two runs seconds apart drift least. Rows captured: for ``on``,
 the rows in the landing zone after SIGTERM whose ``ts`` falls in the run, against the rows
 the server accepted (its ``driftlake_prediction_rows_total``); for ``fwd``, the rows the
 collector received once every forward finished, against the rows predicted. CPU is the
@@ -218,8 +221,7 @@ def run_model(model: str, model_path: Path | None, work: Path, args) -> tuple[li
         cells = [(b, c) for b in args.batches for c in args.connections]
         for rnd in range(args.rounds):
             for i, (batch, conns) in enumerate(cells):
-                k = (rnd + i) % len(CONFIGS)  # rotate which configuration goes first
-                for config in CONFIGS[k:] + CONFIGS[:k]:
+                for config in order(rnd + i):
                     run = measure(servers, model, config, scripts[batch], batch, conns, args, rnd)
                     runs.append(run)
                     print(
@@ -234,6 +236,23 @@ def run_model(model: str, model_path: Path | None, work: Path, args) -> tuple[li
     totals["landed_on"] = landed_total(servers.warehouse)
     landed_per_run(servers.warehouse, [r for r in runs if r.config == "on"])
     return runs, totals
+
+
+def order(k: int) -> tuple[str, ...]:
+    """The configurations' order in the ``k``-th cell run: off and on side by side."""
+    pair, rest = ("off", "on")[:: 1 - 2 * (k % 2)], ("fwd", "bare")[:: 1 - 2 * (k // 2 % 2)]
+    return (*pair, *rest)
+
+
+def paired(cell: dict[str, list[Run]], a: str, b: str, attr: str, ratio: bool) -> float:
+    """Median over rounds of ``a``'s ``attr`` against ``b``'s in the same round."""
+    by_round = {r.round: r for r in cell[b]}
+    return statistics.median(
+        getattr(r, attr) / getattr(by_round[r.round], attr)
+        if ratio
+        else getattr(r, attr) - getattr(by_round[r.round], attr)
+        for r in cell[a]
+    )
 
 
 def landed_total(warehouse: Path) -> int:
@@ -251,7 +270,8 @@ def med(runs: list[Run], attr: str) -> float:
 def report(model: str, runs: list[Run], totals: dict) -> str:
     lines = [
         f"model: {model}   (medians of {max(r.round for r in runs) + 1} rounds; "
-        f"req/s | p50 ms | p99 ms per configuration)",
+        f"req/s | p50 ms | p99 ms per configuration; ratios and p99 difference: medians of "
+        f"each round's own)",
         "| rows/req | conns | off | on | fwd (replaced) | bare (ceiling) "
         "| on/off | on/fwd | on/bare | on p99 - off p99 |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -271,10 +291,12 @@ def report(model: str, runs: list[Run], totals: dict) -> str:
         p50 = {c: med(cell[c], "p50_ms") for c in CONFIGS}
         p99 = {c: med(cell[c], "p99_ms") for c in CONFIGS}
         shown = " | ".join(f"{rps[c]:,.0f} / {p50[c]:.1f} / {p99[c]:.1f}" for c in CONFIGS)
+        on_off, on_fwd, on_bare = (
+            paired(cell, "on", c, "rps", True) for c in ("off", "fwd", "bare")
+        )
         lines.append(
-            f"| {batch} | {conns} | {shown} | {rps['on'] / rps['off']:.2f} "
-            f"| {rps['on'] / rps['fwd']:.1f}x | {rps['on'] / rps['bare']:.2f} "
-            f"| {p99['on'] - p99['off']:+.1f} |"
+            f"| {batch} | {conns} | {shown} | {on_off:.2f} | {on_fwd:.1f}x | {on_bare:.2f} "
+            f"| {paired(cell, 'on', 'off', 'p99_ms', False):+.1f} |"
         )
         on_landed = sum(r.captured_rows for r in cell["on"])
         on_acc = sum(r.accepted_rows for r in cell["on"])

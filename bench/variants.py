@@ -7,7 +7,8 @@ would), from this tree or from ``TREE``, an older checkout made with ``git archi
 tar -x -C /tmp/old`` (imported first on its own ``sys.path``, so the same virtual
 environment serves both). All variants run at once; wrk drives one at a time for
 ``--duration`` seconds in a rotating order, for ``--rounds`` rounds; medians are shown,
-with each variant's throughput and p99 against the first variant's.
+with each variant's throughput and p99 against the first variant's as the median over
+rounds of each round's own ratio and difference.
 """
 
 from __future__ import annotations
@@ -106,17 +107,21 @@ def main(argv: list[str] | None = None) -> None:
         f"| req/s / {names[0]} | p99 - {names[0]} |"
     )
     print("|---|---|---|---|---|---|---|")
-    first = None
+    base = runs[names[0]]
     for name, rs in runs.items():
         rps = statistics.median(r.rps for r, _ in rs)
         p50 = statistics.median(r.p50_ms for r, _ in rs)
         p99 = statistics.median(r.p99_ms for r, _ in rs)
         own = statistics.median(c[0] for _, c in rs)
         kids = statistics.median(c[1] for _, c in rs)
-        first = first or (rps, p99)
+        # against the first variant in the same round: the machine drifts between rounds
+        ratio = statistics.median(r.rps / b.rps for (r, _), (b, _) in zip(rs, base, strict=True))
+        slower = statistics.median(
+            r.p99_ms - b.p99_ms for (r, _), (b, _) in zip(rs, base, strict=True)
+        )
         print(
             f"| {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {own:.3f} + {kids:.3f} | "
-            f"{rps / first[0]:.2f} | {p99 - first[1]:+.2f} ms |"
+            f"{ratio:.2f} | {slower:+.2f} ms |"
         )
 
 
