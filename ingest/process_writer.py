@@ -71,10 +71,10 @@ class ProcessLandingWriter:
     shared-memory ring holds between the request path and the publisher (~17 MB for 30
     features; the publisher takes rows out at least every 200 ms, and often enough that
     the ring stays under an eighth full at the rate it fills, so it fills only if the
-    publisher stalls). Rows the ring cannot take are
-    dropped and counted, as are rows the publisher's own buffer (``max_buffer_rows``, while
-    the landing zone refuses writes) cannot take. The ring stays mapped after
-    :meth:`close`, so :meth:`stats` keeps answering.
+    publisher stalls). Rows the ring cannot take are dropped and counted, as are rows the
+    publisher's own buffer (``max_buffer_rows``, while the landing zone refuses writes)
+    cannot take. The ring stays mapped after :meth:`close`, so :meth:`stats` keeps
+    answering.
 
     If the publisher dies it is restarted on the same ring (rows it had taken and not
     published are counted as dropped). If this process dies, even by SIGKILL, the
