@@ -85,6 +85,38 @@ def test_any_array_layout_dtype_and_id_length_lands_as_float64_values(tmp_path):
     assert got.equals(expected)
 
 
+def test_runs_of_alike_requests_land_exactly_what_the_thread_writer_lands(tmp_path):
+    # the publisher reads the headers of same-shaped records at once: runs of one-row
+    # requests, broken by other shapes, around a ring that wraps every ~250 requests
+    rng = np.random.default_rng(11)
+    reqs = []
+    for k in range(3000):
+        rows = 2 if k % 97 == 5 else 1
+        version = "v2" if k % 131 == 7 else "v1"
+        score = None if k % 89 == 3 else rng.random(rows)
+        x = rng.normal(size=(rows, len(FEATURES)))
+        pred = rng.integers(0, 2, rows).astype(np.float64)
+        reqs.append((10**15 + k, f"{k:032x}", x, pred, score, version))
+    reference = write_with_append(Warehouse(tmp_path / "thread"), reqs)
+    reference.close()
+    wh = Warehouse(tmp_path / "process")
+    writer = process_writer(wh, spool_rows=100).start()
+    for k, (ts, prefix, x, pred, score, version) in enumerate(reqs):
+        if k % 500 == 250:  # an Arrow record in between
+            builder = CaptureBatchBuilder(
+                SCHEMA, FEATURES, replica="r1", model_version=version, max_rows=64
+            )
+            ids = [f"{prefix}-{j}" for j in range(x.shape[0])]
+            while not writer.append(builder.build(ts, ids, x, pred, score)):
+                pass
+            continue
+        while not writer.append_block(ts, prefix, x, pred, score, version):
+            pass  # full: the publisher empties it within a few ms
+    writer.close()
+    expected, got = landed(Warehouse(tmp_path / "thread")), landed(wh)
+    assert got.equals(expected)
+
+
 def test_a_small_ring_wraps_many_times_and_keeps_every_row_once(tmp_path):
     # ~60 rows of room; 3,000 requests of 1-32 rows go round it many times
     wh = Warehouse(tmp_path / "wh")
