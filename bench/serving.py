@@ -240,7 +240,8 @@ def run_model(model: str, model_path: Path | None, work: Path, args) -> tuple[li
 
 def order(k: int) -> tuple[str, ...]:
     """The configurations' order in the ``k``-th cell run: off and on side by side."""
-    pair, rest = ("off", "on")[:: 1 - 2 * (k % 2)], ("fwd", "bare")[:: 1 - 2 * (k // 2 % 2)]
+    pair = ("off", "on") if k % 2 == 0 else ("on", "off")
+    rest = ("fwd", "bare") if k // 2 % 2 == 0 else ("bare", "fwd")
     return (*pair, *rest)
 
 
