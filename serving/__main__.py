@@ -35,6 +35,11 @@ FLAGS = {
 }
 
 
+def _help(field: str) -> str:
+    # argparse expands %-formats in help texts; a setting's description is plain prose
+    return (ServingSettings.model_fields[field].description or "").replace("%", "%%")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse the command line; settings not given come from ``DRIFTLAKE_*`` or defaults."""
     parser = argparse.ArgumentParser(
@@ -45,14 +50,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="interface (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
     for flag, (field, kind) in FLAGS.items():
-        doc = ServingSettings.model_fields[field].description
-        parser.add_argument(flag, dest=field, type=kind, default=None, help=doc)
+        parser.add_argument(flag, dest=field, type=kind, default=None, help=_help(field))
     for flag in ("capture", "capture_process"):
         parser.add_argument(
             "--" + flag.replace("_", "-"),
             action=argparse.BooleanOptionalAction,
             default=None,
-            help=ServingSettings.model_fields[flag].description,
+            help=_help(flag),
         )
     parser.add_argument(
         "--graceful-timeout",
