@@ -8,18 +8,24 @@ tar -x -C /tmp/old`` (imported first on its own ``sys.path``, so the same virtua
 environment serves both). All variants run at once; wrk drives one at a time for
 ``--duration`` seconds in a rotating order, for ``--rounds`` rounds; medians are shown,
 with each variant's throughput and p99 against the first variant's as the median over
-rounds of each round's own ratio and difference.
+rounds of each round's own ratio and difference, and the 95% interval of that median. Run
+the same flags twice (``--variant off=--no-capture --variant off2=--no-capture``) to see the
+noise floor: identical servers differ by as much, and an interval that holds 0 (or 1.00)
+tells no difference apart from it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import statistics
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 from bench import procs, wrk
+from bench.paired import median_ci
 from bench.serving import bodies, train_forest, wait_quiet
 
 LAUNCH = (
@@ -50,6 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json", type=Path, default=None, help="write every round here")
     parser.add_argument(
         "--pin",
         action="store_true",
@@ -100,11 +107,12 @@ def main(argv: list[str] | None = None) -> None:
             p.stop()
     print(
         f"{args.model} model, {args.batch} row(s)/request, {args.connections} connections, "
-        f"medians of {args.rounds} rounds of {args.duration:g} s"
+        f"medians of {args.rounds} rounds of {args.duration:g} s; against {names[0]}: the "
+        "median of each round's own ratio and difference [95% interval, sign test]"
     )
     print(
         f"| server | req/s | p50 ms | p99 ms | CPU ms/request: server + publisher "
-        f"| req/s / {names[0]} | p99 - {names[0]} |"
+        f"| req/s / {names[0]} | p99 - {names[0]}, ms |"
     )
     print("|---|---|---|---|---|---|---|")
     base = runs[names[0]]
@@ -115,13 +123,19 @@ def main(argv: list[str] | None = None) -> None:
         own = statistics.median(c[0] for _, c in rs)
         kids = statistics.median(c[1] for _, c in rs)
         # against the first variant in the same round: the machine drifts between rounds
-        ratio = statistics.median(r.rps / b.rps for (r, _), (b, _) in zip(rs, base, strict=True))
-        slower = statistics.median(
-            r.p99_ms - b.p99_ms for (r, _), (b, _) in zip(rs, base, strict=True)
-        )
+        pairs = list(zip(rs, base, strict=True))
+        ratio = median_ci([r.rps / b.rps for (r, _), (b, _) in pairs])
+        slower = median_ci([r.p99_ms - b.p99_ms for (r, _), (b, _) in pairs])
         print(
             f"| {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {own:.3f} + {kids:.3f} | "
-            f"{ratio:.2f} | {slower:+.2f} ms |"
+            f"{ratio.show('{:.2f}')} | {slower.show()} |"
+        )
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {name: [{**asdict(r), "cpu_ms": c} for r, c in rs] for name, rs in runs.items()},
+                indent=1,
+            )
         )
 
 

@@ -69,9 +69,9 @@ class ProcessLandingWriter:
 
     Parameters are LandingWriter's, plus ``spool_rows``: how many rows of the schema the
     shared-memory ring holds between the request path and the publisher (~17 MB for 30
-    features; the publisher takes rows out at least every 200 ms, and often enough that
-    the ring stays under an eighth full at the rate it fills, so it fills only if the
-    publisher stalls). Rows the ring cannot take are dropped and counted, as are rows the
+    features; the publisher takes rows out whenever a flush is due, and often enough
+    that the ring stays under an eighth full at the rate it fills, so it fills only if
+    the publisher stalls). Rows the ring cannot take are dropped and counted, as are rows the
     publisher's own buffer (``max_buffer_rows``, while the landing zone refuses writes)
     cannot take. The ring stays mapped after :meth:`close`, so :meth:`stats` keeps
     answering.
@@ -124,7 +124,7 @@ class ProcessLandingWriter:
         self._base = {sp.FLUSHED: 0, sp.FILES: 0, sp.FAILURES: 0, sp.DROPPED: 0}
         self._lost = 0
         self._may_idle = may_raise_publisher()
-        # the publisher sleeps on this between looks at the ring (up to its POLL): written
+        # the publisher sleeps on this between looks at the ring (up to its MAX_PAUSE): written
         # when the ring is a quarter full, and by flush() and close(), which wait for it
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._woken_at = 0.0

@@ -24,15 +24,17 @@ from ingest.errors import LandingError
 from ingest.writer import LandingWriter
 
 log = logging.getLogger("driftlake.ingest.publisher")
-# Seconds between looks at the spool. The publisher sleeps until the spool would be an
-# eighth full at the rate it filled since the last look, between BUSY_POLL and POLL: every
-# look has a fixed cost (~0.3 ms alone, more beside a busy server) and disturbs the server's
-# core, so at one-row requests a 50 ms pause cost the server +24 us of CPU per request and
-# a 200 ms pause +13 us (BENCHMARKS.md), while a fast-filling spool is still looked at
-# often enough never to fill. A burst from a standstill does not wait out the pause: the
-# server wakes the publisher (an eventfd) once the spool is a quarter full, and flush() and
-# close() wake it too. POLL also bounds how late a due flush starts.
-POLL, BUSY_POLL = 0.2, 0.005
+# When the publisher looks at the spool. Every look has a fixed cost (~0.3 ms alone, more
+# beside a busy server) and disturbs the server's core: at one-row requests a look every
+# 50 ms cost the server +24 us of CPU per request and one every 200 ms +13 us
+# (BENCHMARKS.md). So it looks only when a flush is due (the oldest row it holds, or the
+# oldest in the spool, is FLUSH_INTERVAL old: once a second by default) or the spool would
+# be an eighth full at the rate it filled since the last look, whichever comes first, and
+# at least every MAX_PAUSE (how soon an orphan notices); with nothing held or written, every
+# POLL (a row arriving then is due FLUSH_INTERVAL after it was accepted, not after it was
+# seen). A burst from a standstill does not wait out the pause: the server wakes the
+# publisher (an eventfd) once the spool is a quarter full, and flush() and close() wake it.
+POLL, BUSY_POLL, MAX_PAUSE = 0.2, 0.005, 1.0
 FILL_AT = 1 / 8
 # The publisher's priority. Normally nice 5: under CPU contention the server's request path
 # goes first, and the publisher still gets about a quarter of a core. Where the server may
@@ -56,6 +58,10 @@ def serve(
     backoff = retry_at = 0.0
     deadline = None
     seen, seen_at = ring.get(sp.WRITE_POS), time.monotonic()
+    # every record a take finds was written after the previous take began (records from
+    # before this publisher started: after it started), which bounds how old a row's own
+    # timestamp may make it look, whatever a caller's clock said
+    looked_at = seen_at
     while True:
         now = time.monotonic()
         written = ring.get(sp.WRITE_POS)
@@ -68,21 +74,26 @@ def serve(
         # read before taking: every record written before a flush request is taken below
         request = ring.get(sp.FLUSH_REQUEST)
         pending = request != ring.get(sp.FLUSH_DONE)
-        batches = [
-            run_to_batch(item, writer.arrow_schema, writer.replica)
-            if isinstance(item, Run)
-            else item
-            for item in ring.take(n_features)
-        ]
-        if batches:
-            writer.extend_checked(batches)
+        taken = ring.take(n_features)
+        not_before, looked_at = looked_at, now
+        if taken:
+            batches = [
+                run_to_batch(item, writer.arrow_schema, writer.replica)
+                if isinstance(item, Run)
+                else item
+                for item in taken
+            ]
+            runs = [int(item.ts_us.min()) for item in taken if isinstance(item, Run)]
+            since = _accepted_at(min(runs), not_before) if runs else None
+            writer.extend_checked(batches, since=since)
             ring.add(sp.TAKEN, sum(b.num_rows for b in batches))
         s = writer.stats()
         due = s.buffered_rows > 0 and (
             deadline is not None
             or pending
             or s.buffered_rows >= writer.flush_rows
-            or s.oldest_buffered_age_seconds >= writer.flush_interval
+            # it wakes when the oldest row is due: a few ms early must not cost another look
+            or s.oldest_buffered_age_seconds >= writer.flush_interval - BUSY_POLL
         )
         failed = False
         if due and (pending or now >= retry_at):
@@ -114,20 +125,40 @@ def serve(
         if may_idle:  # never idle while stopping or orphaned: nobody would raise it
             idle = deadline is None and used < ring.capacity * IDLE_BELOW
             set_policy(os.getpid(), os.SCHED_IDLE if idle else os.SCHED_OTHER)
-        seconds = pause(ring.capacity * FILL_AT - used, rate)
+        due = _due_in(ring, writer, retry_at, looked_at)
+        seconds = pause(ring.capacity * FILL_AT - used, rate, due)
         if wake_fd < 0:
             time.sleep(seconds)
         elif select.select([wake_fd], [], [], seconds)[0]:
             os.eventfd_read(wake_fd)  # back to zero: the next write wakes it again
 
 
-def pause(room: float, rate: float) -> float:
-    """Seconds until ``room`` more bytes arrive at ``rate`` bytes/s, within [BUSY_POLL, POLL]."""
-    if room <= 0:
-        return BUSY_POLL
-    if room >= rate * POLL:
+def pause(room: float, rate: float, due: float) -> float:
+    """Seconds until the next look: when a flush is due (in ``due`` seconds) or ``room``
+    more bytes arrive at ``rate`` bytes/s, whichever is first, within [BUSY_POLL, MAX_PAUSE]."""
+    fill = 0.0 if room <= 0 else room / rate if rate > 0 else MAX_PAUSE
+    return min(MAX_PAUSE, max(BUSY_POLL, min(fill, due)))
+
+
+def _due_in(ring: sp.Spool, writer: LandingWriter, retry_at: float, looked_at: float) -> float:
+    """Seconds until the rows held or in the spool must be published (POLL if none); rows
+    still in the spool were written after ``looked_at`` (the last take)."""
+    s = writer.stats()
+    if s.buffered_rows:
+        due = writer.flush_interval - s.oldest_buffered_age_seconds
+        return max(due, retry_at - time.monotonic())  # a failing store: at its next retry
+    first = ring.first_ts()
+    if first is None:
         return POLL
-    return max(BUSY_POLL, room / rate)
+    if first == 0:  # an Arrow record carries no time: take it now, its age counts from then
+        return 0.0
+    return writer.flush_interval - (time.monotonic() - _accepted_at(first, looked_at))
+
+
+def _accepted_at(ts_us: int, not_before: float) -> float:
+    """The ``time.monotonic()`` at which a row stamped ``ts_us`` (wall clock) was accepted,
+    and not before ``not_before``."""
+    return max(not_before, time.monotonic() - max(0.0, time.time() - ts_us / 1e6))
 
 
 def set_policy(pid: int, policy: int) -> None:

@@ -188,6 +188,21 @@ class Spool:
         return True
 
     # -- consumer -----------------------------------------------------------------------
+    def first_ts(self) -> int | None:
+        """``ts_us`` of the first record not yet taken (0 for an Arrow record, which carries
+        none), or None if the ring is empty: when the oldest unread row was accepted."""
+        r, w = self.header[READ_POS], self.header[WRITE_POS]
+        while r < w:
+            at = r % self.capacity
+            if self.capacity - at < _REC.size:  # a skipped tail
+                r += self.capacity - at
+                continue
+            size, kind, ts_us = _REC.unpack_from(self._data, at)[:3]
+            if kind != PAD:
+                return ts_us
+            r += size
+        return None
+
     def take(self, n_features: int) -> list[Run | pa.RecordBatch]:
         """Copy out every record written so far and advance ``read_pos`` past them.
 

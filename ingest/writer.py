@@ -182,12 +182,14 @@ class LandingWriter:
         block = (ts_us, n, id_prefix, features, prediction, score, model_version)
         return self._enqueue(block, n)
 
-    def extend_checked(self, batches: list[pa.RecordBatch]) -> None:
+    def extend_checked(self, batches: list[pa.RecordBatch], since: float | None = None) -> None:
         """Queue many record batches at once that are in the landing schema already (the
         publisher process builds them from its spool, one per many requests). Past
         ``max_buffer_rows`` the newest rows are dropped and counted: a batch is cut at the
-        bound (a request's rows may fall on both sides of the cut)."""
-        now = time.monotonic()
+        bound (a request's rows may fall on both sides of the cut). ``since`` is when
+        their oldest row was accepted (``time.monotonic()``; now if None): their age, and
+        so when they are due, counts from then, not from when they reached this writer."""
+        now = time.monotonic() if since is None else since
         for batch in batches:
             room = self.max_buffer_rows - self._buffered
             if 0 < room < batch.num_rows:

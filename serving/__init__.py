@@ -6,8 +6,9 @@ Run one replica with ``python -m serving``; build the app in-process with
 
 from serving.app import create_app
 from serving.capture import Capture, CaptureBatchBuilder
+from serving.loading import load_predictor, train_default_model
 from serving.metrics import ServingMetrics
-from serving.model import Prediction, Predictor, load_predictor, train_default_model
+from serving.model import Prediction, Predictor
 from serving.request import InvalidRequest, PredictionRequest, RequestParser
 from serving.settings import ServingSettings
 

@@ -28,8 +28,9 @@ from ingest import (
     process_writer_supported,
 )
 from serving.capture import Capture, CaptureBatchBuilder
+from serving.loading import load_predictor
 from serving.metrics import RequestMetricsMiddleware, ServingMetrics
-from serving.model import Predictor, load_predictor
+from serving.model import Predictor
 from serving.request import InvalidRequest, RequestParser
 from serving.settings import ServingSettings
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import numpy as np
 import pytest
 
 from ingest import (
     LandingError,
+    LandingWriter,
     ProcessLandingWriter,
     SchemaError,
     Warehouse,
@@ -18,6 +20,7 @@ from ingest import (
     publisher,
 )
 from ingest import spool as sp
+from ingest.blocks import run_to_batch
 from ingest.process_writer import may_raise_publisher
 from serving import CaptureBatchBuilder
 from tests.servers import wait_until
@@ -33,6 +36,11 @@ pytestmark = [
 def process_writer(wh: Warehouse, **kw) -> ProcessLandingWriter:
     kw = {"flush_rows": 10**6, "flush_interval": 3600, **kw}
     return ProcessLandingWriter(wh, SCHEMA, "r1", **kw)
+
+
+def ingest_writer(wh: Warehouse, **kw) -> LandingWriter:
+    """The writer a publisher runs (never started: nothing flushes on its own)."""
+    return LandingWriter(wh, SCHEMA, "r1", **{"flush_rows": 10**6, **kw})
 
 
 def test_lands_exactly_what_the_thread_writer_lands(tmp_path):
@@ -210,18 +218,55 @@ def test_the_publisher_is_woken_once_the_ring_is_a_quarter_full(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("room", "rate", "expected"),
+    ("room", "rate", "due", "expected"),
     [
-        (-1.0, 0.0, publisher.BUSY_POLL),  # already past the mark: look again soon
-        (0.0, 1e9, publisher.BUSY_POLL),
-        (1e6, 0.0, publisher.POLL),  # nothing arriving: the longest pause
-        (1e6, 1e6, publisher.POLL),  # a second of room: capped
-        (1e6, 1e7, 0.1),  # the mark is reached in 100 ms
-        (1e3, 1e9, publisher.BUSY_POLL),  # 1 us of room: the shortest pause
+        (-1.0, 0.0, 0.5, publisher.BUSY_POLL),  # already past the fill mark: look again soon
+        (0.0, 1e9, 0.5, publisher.BUSY_POLL),
+        (1e6, 0.0, 0.5, 0.5),  # nothing arriving: sleep until the flush is due
+        (1e6, 0.0, 60.0, publisher.MAX_PAUSE),  # a long FLUSH_INTERVAL: capped
+        (1e6, 1e7, 0.5, 0.1),  # the fill mark is reached in 100 ms, before the flush
+        (1e6, 1e6, 0.3, 0.3),  # the flush comes first
+        (1e6, 1e6, -2.0, publisher.BUSY_POLL),  # overdue
+        (1e3, 1e9, 0.5, publisher.BUSY_POLL),  # 1 us of room: the shortest pause
     ],
 )
-def test_the_publisher_pauses_until_the_ring_would_be_an_eighth_full(room, rate, expected):
-    assert publisher.pause(room, rate) == pytest.approx(expected)
+def test_the_publisher_sleeps_until_a_flush_is_due_or_the_ring_an_eighth_full(
+    room, rate, due, expected
+):
+    assert publisher.pause(room, rate, due) == pytest.approx(expected)
+
+
+def test_rows_are_due_flush_interval_after_they_were_accepted_not_after_they_were_taken(
+    tmp_path,
+):
+    # the publisher's pause and flush work from the requests' own timestamps: a row that
+    # waited in the spool is not held a full FLUSH_INTERVAL more once taken
+    writer = ingest_writer(Warehouse(tmp_path / "wh"), flush_interval=2.0)
+    ring = sp.Spool.create(1 << 16)
+    looked = time.monotonic() - 10  # the publisher's last take, long before these rows
+    assert ring.first_ts() is None
+    assert publisher._due_in(ring, writer, 0.0, looked) == publisher.POLL  # nothing anywhere
+    accepted = time.time() - 0.5
+    x = np.ones((3, len(FEATURES)))
+    for k in range(3):  # in ring order: the first is the oldest
+        ts = int((accepted + 0.1 * k) * 1e6)
+        assert ring.put_block(ts, f"r{k}", x, np.ones(3), None, "v1")
+    assert ring.first_ts() == int(accepted * 1e6)
+    assert publisher._due_in(ring, writer, 0.0, looked) == pytest.approx(1.5, abs=0.05)
+    # a row cannot have waited longer than since the last take, whatever its stamp says
+    recent = time.monotonic() - 0.2
+    assert publisher._due_in(ring, writer, 0.0, recent) == pytest.approx(1.8, abs=0.05)
+    taken = ring.take(len(FEATURES))
+    batches = [run_to_batch(run, writer.arrow_schema, "r1") for run in taken]
+    since = publisher._accepted_at(int(taken[0].ts_us.min()), looked)
+    writer.extend_checked(batches, since=since)
+    assert ring.first_ts() is None
+    assert writer.stats().oldest_buffered_age_seconds == pytest.approx(0.5, abs=0.05)
+    assert publisher._due_in(ring, writer, 0.0, looked) == pytest.approx(1.5, abs=0.05)
+    # a failing store is looked at again at its next retry, not in a busy loop
+    retry_at = time.monotonic() + 5.0
+    assert publisher._due_in(ring, writer, retry_at, looked) == pytest.approx(5.0, abs=0.05)
+    ring.close()
 
 
 def test_a_ring_at_its_limit_logs_dropping_once_and_recovers_once_drained(tmp_path, caplog):
