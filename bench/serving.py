@@ -45,6 +45,7 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import RandomForestClassifier
 
 from bench import procs, wrk
+from bench.paired import Median, median_ci
 from serving.dataset import LABEL, split_breast_cancer
 
 CONFIGS = ("off", "on", "fwd", "bare")
@@ -245,14 +246,17 @@ def order(k: int) -> tuple[str, ...]:
     return (*pair, *rest)
 
 
-def paired(cell: dict[str, list[Run]], a: str, b: str, attr: str, ratio: bool) -> float:
-    """Median over rounds of ``a``'s ``attr`` against ``b``'s in the same round."""
+def paired(cell: dict[str, list[Run]], a: str, b: str, attr: str, ratio: bool) -> Median:
+    """Median over rounds of ``a``'s ``attr`` against ``b``'s in the same round, with its
+    95% interval."""
     by_round = {r.round: r for r in cell[b]}
-    return statistics.median(
-        getattr(r, attr) / getattr(by_round[r.round], attr)
-        if ratio
-        else getattr(r, attr) - getattr(by_round[r.round], attr)
-        for r in cell[a]
+    return median_ci(
+        [
+            getattr(r, attr) / getattr(by_round[r.round], attr)
+            if ratio
+            else getattr(r, attr) - getattr(by_round[r.round], attr)
+            for r in cell[a]
+        ]
     )
 
 
@@ -272,7 +276,7 @@ def report(model: str, runs: list[Run], totals: dict) -> str:
     lines = [
         f"model: {model}   (medians of {max(r.round for r in runs) + 1} rounds; "
         f"req/s | p50 ms | p99 ms per configuration; ratios and p99 difference: medians of "
-        f"each round's own)",
+        f"each round's own, [95% interval, sign test] from 6 rounds on)",
         "| rows/req | conns | off | on | fwd (replaced) | bare (ceiling) "
         "| on/off | on/fwd | on/bare | on p99 - off p99 |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -295,9 +299,10 @@ def report(model: str, runs: list[Run], totals: dict) -> str:
         on_off, on_fwd, on_bare = (
             paired(cell, "on", c, "rps", True) for c in ("off", "fwd", "bare")
         )
+        slower = paired(cell, "on", "off", "p99_ms", False)
         lines.append(
-            f"| {batch} | {conns} | {shown} | {on_off:.2f} | {on_fwd:.1f}x | {on_bare:.2f} "
-            f"| {paired(cell, 'on', 'off', 'p99_ms', False):+.1f} |"
+            f"| {batch} | {conns} | {shown} | {on_off.show('{:.2f}')} | {on_fwd.value:.1f}x "
+            f"| {on_bare.value:.2f} | {slower.show('{:+.1f}')} |"
         )
         on_landed = sum(r.captured_rows for r in cell["on"])
         on_acc = sum(r.accepted_rows for r in cell["on"])

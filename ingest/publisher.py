@@ -125,8 +125,8 @@ def serve(
         if may_idle:  # never idle while stopping or orphaned: nobody would raise it
             idle = deadline is None and used < ring.capacity * IDLE_BELOW
             set_policy(os.getpid(), os.SCHED_IDLE if idle else os.SCHED_OTHER)
-        due = _due_in(ring, writer, retry_at, looked_at)
-        seconds = pause(ring.capacity * FILL_AT - used, rate, due)
+        due_in = _due_in(ring, writer, retry_at, looked_at)
+        seconds = pause(ring.capacity * FILL_AT - used, rate, due_in)
         if wake_fd < 0:
             time.sleep(seconds)
         elif select.select([wake_fd], [], [], seconds)[0]:

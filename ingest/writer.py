@@ -189,15 +189,15 @@ class LandingWriter:
         bound (a request's rows may fall on both sides of the cut). ``since`` is when
         their oldest row was accepted (``time.monotonic()``; now if None): their age, and
         so when they are due, counts from then, not from when they reached this writer."""
-        now = time.monotonic() if since is None else since
+        at = time.monotonic() if since is None else since
         for batch in batches:
             room = self.max_buffer_rows - self._buffered
             if 0 < room < batch.num_rows:
-                self._enqueue(batch.slice(0, room), room, now)
+                self._enqueue(batch.slice(0, room), room, at)
                 batch = batch.slice(room)
-            self._enqueue(batch, batch.num_rows, now)
+            self._enqueue(batch, batch.num_rows, at)
 
-    def _enqueue(self, item: pa.RecordBatch | Block, n: int, now: float | None = None) -> bool:
+    def _enqueue(self, item: pa.RecordBatch | Block, n: int, at: float | None = None) -> bool:
         with self._lock:
             if self._buffered + n > self.max_buffer_rows:
                 self._dropped += n
@@ -211,7 +211,7 @@ class LandingWriter:
                         self.max_buffer_rows,
                     )
                 return False
-            self._buffer.append((now or time.monotonic(), item))
+            self._buffer.append((time.monotonic() if at is None else at, item))
             self._buffered += n
             self._captured += n
             full = self._buffered >= self.flush_rows
