@@ -28,7 +28,6 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -53,6 +52,13 @@ def descendants(pid: int) -> list[int]:
         out += kids
         todo += kids
     return out
+
+
+def instrument(pid: int, state: str) -> None:
+    """Turn callgrind's counting ``on`` or ``off`` in process ``pid``."""
+    subprocess.run(
+        ["callgrind_control", "-i", state, str(pid)], check=True, stdout=subprocess.DEVNULL
+    )
 
 
 def counted(out_dir: Path, pid: int) -> int:
@@ -81,68 +87,42 @@ def one_round(config: str, args: argparse.Namespace, work: Path) -> tuple[float,
     """Instructions per request of the server and of its publisher, in one run."""
     out_dir = work / f"{config}-{time.monotonic_ns()}"
     out_dir.mkdir()
-    port = procs.free_port()
-    flags = ["--no-capture"] if config == "off" else []
-    argv = [
+    valgrind = (
         "valgrind",
         "--tool=callgrind",
         "--instr-atstart=no",
         "--trace-children=yes",
         f"--callgrind-out-file={out_dir}/callgrind.%p",
-        sys.executable,
-        "-m",
-        "serving",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--warehouse",
-        str(out_dir / "warehouse"),
-        "--reference",
-        str(procs.REFERENCE),
-        *flags,
-    ]
-    log = open(out_dir / "server.log", "wb")  # noqa: SIM115 (closed in finally)
-    proc = subprocess.Popen(argv, cwd=procs.ROOT, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/get-prediction"
+    )
+    flags = ["--no-capture"] if config == "off" else []
+    argv = ["-m", "serving", "--warehouse", str(out_dir / "warehouse")]
+    argv += ["--reference", str(procs.REFERENCE), *flags]
+    # under valgrind the imports alone take a minute or more
+    server = procs.start(config, argv, out_dir, wrapper=valgrind, timeout=900)
+    url = server.url + "/get-prediction"
     headers = {"content-type": "application/json"}
     payloads = bodies(args.batch)
     try:
         with httpx.Client(timeout=120, trust_env=False) as client:
-            deadline = time.monotonic() + 900
-            while True:  # under valgrind the imports alone take a minute or more
-                if proc.poll() is not None:
-                    raise SystemExit(f"{config}: server exited, see {out_dir / 'server.log'}")
-                try:
-                    if client.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"{config}: server did not start under valgrind")
-                time.sleep(0.5)
             for i in range(200):  # warm-up, uncounted: first calls allocate lazily
                 client.post(url, content=payloads[i % len(payloads)], headers=headers)
-            handle = procs.Proc(config, f"http://127.0.0.1:{port}", proc, out_dir / "server.log")
-            published(handle, config)  # the warm-up rows, uncounted
-            pids = [proc.pid, *descendants(proc.pid)]
+            published(server, config)  # the warm-up rows, uncounted
+            pids = [server.proc.pid, *descendants(server.proc.pid)]
             for pid in pids:
-                subprocess.run(["callgrind_control", "-i", "on", str(pid)], check=True)
+                instrument(pid, "on")
             for i in range(args.requests):
                 r = client.post(url, content=payloads[i % len(payloads)], headers=headers)
                 r.raise_for_status()
-            subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], check=True)
-            published(handle, config)  # the counted rows' flush is counted, the exit not
+            instrument(server.proc.pid, "off")
+            published(server, config)  # the counted rows' flush is counted, the exit not
             for pid in pids[1:]:
-                subprocess.run(["callgrind_control", "-i", "off", str(pid)], check=True)
+                instrument(pid, "off")
     finally:
-        proc.terminate()
-        proc.wait(600)
-        log.close()
-    server = counted(out_dir, proc.pid)
+        server.stop(timeout=600)
+    own = counted(out_dir, server.proc.pid)
     publisher = sum(counted(out_dir, pid) for pid in pids[1:])
     shutil.rmtree(out_dir / "warehouse", ignore_errors=True)
-    return server / args.requests, publisher / args.requests
+    return own / args.requests, publisher / args.requests
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -83,15 +83,18 @@ def start(
     log_dir: Path,
     env: dict[str, str] | None = None,
     cpus: set[int] | None = None,
+    wrapper: tuple[str, ...] = (),
+    timeout: float = 120.0,
 ) -> Proc:
-    """Run ``python <argv> --port P`` (on ``cpus`` only, if given) until ``/healthz`` answers."""
+    """Run ``python <argv> --port P`` (on ``cpus`` only, if given; under ``wrapper``, e.g.
+    valgrind, if given) until ``/healthz`` answers, for up to ``timeout`` seconds."""
     port = free_port()
     log_path = log_dir / f"{name}.log"
     child_env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLAKE_")}
     child_env.update(env or {})
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, *argv, "--host", "127.0.0.1", "--port", str(port)],
+            [*wrapper, sys.executable, *argv, "--host", "127.0.0.1", "--port", str(port)],
             cwd=ROOT,
             env=child_env,
             stdout=log,
@@ -100,7 +103,7 @@ def start(
             preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
         )
     handle = Proc(name, f"http://127.0.0.1:{port}", proc, log_path)
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
             raise RuntimeError(f"{name} exited with {proc.returncode}: {log_path.read_text()}")
@@ -111,7 +114,9 @@ def start(
             pass
         if time.monotonic() > deadline:
             handle.stop()
-            raise RuntimeError(f"{name} did not answer /healthz in 120 s: {log_path.read_text()}")
+            raise RuntimeError(
+                f"{name} did not answer /healthz in {timeout:g} s: {log_path.read_text()}"
+            )
         time.sleep(0.1)
 
 
