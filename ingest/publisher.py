@@ -141,15 +141,16 @@ def pause(room: float, rate: float, due: float) -> float:
 
 
 def _due_in(ring: sp.Spool, writer: LandingWriter, retry_at: float, looked_at: float) -> float:
-    """Seconds until the rows held or in the spool must be published (POLL if none); rows
-    still in the spool were written after ``looked_at`` (the last take)."""
+    """Seconds until the rows held or in the spool must be published (POLL, or the flush
+    interval if shorter, if none); rows still in the spool were written after
+    ``looked_at`` (the last take)."""
     s = writer.stats()
     if s.buffered_rows:
         due = writer.flush_interval - s.oldest_buffered_age_seconds
         return max(due, retry_at - time.monotonic())  # a failing store: at its next retry
     first = ring.first_ts()
-    if first is None:
-        return POLL
+    if first is None:  # a row may arrive any moment: seen within POLL, or its interval
+        return min(POLL, writer.flush_interval)
     if first == 0:  # an Arrow record carries no time: take it now, its age counts from then
         return 0.0
     return writer.flush_interval - (time.monotonic() - _accepted_at(first, looked_at))

@@ -246,6 +246,8 @@ def test_rows_are_due_flush_interval_after_they_were_accepted_not_after_they_wer
     looked = time.monotonic() - 10  # the publisher's last take, long before these rows
     assert ring.first_ts() is None
     assert publisher._due_in(ring, writer, 0.0, looked) == publisher.POLL  # nothing anywhere
+    short = ingest_writer(Warehouse(tmp_path / "short"), flush_interval=0.05)
+    assert publisher._due_in(ring, short, 0.0, looked) == 0.05  # never later than its interval
     accepted = time.time() - 0.5
     x = np.ones((3, len(FEATURES)))
     for k in range(3):  # in ring order: the first is the oldest
