@@ -12,13 +12,13 @@ round starts the server under ``valgrind --tool=callgrind --instr-atstart=no
 turns counting on (``callgrind_control -i on``) for the server and its publisher, sends
 ``--requests`` requests of ``--batch`` held-out rows one after another from this process,
 then turns the server's counting off, waits until the publisher has published every row
-(that flush is counted), turns its counting off and stops both with SIGTERM. Reported: instructions
-per request of the server and of the publisher, and on against off. Not counted: cache
-misses and other time an instruction takes (the ring's writes touch fresh memory). The
-publisher's figure overstates it: it looks at the ring by the clock (about once a
-second), and under valgrind a second holds ~50 times fewer requests than natively, so its
-fixed cost per look is spread over fewer of them. The server's figure is the request path,
-which is what competes with requests for the server's core.
+(that flush is counted), turns its counting off and stops both with SIGTERM. Reported:
+instructions per request of the server and of the publisher, and on against off. Not
+counted: cache misses and other time an instruction takes (the ring's writes touch fresh
+memory). The publisher's figure overstates it: it looks at the ring by the clock (about
+once a second), and under valgrind a second holds ~50 times fewer requests than natively,
+so its fixed cost per look is spread over fewer of them. The server's figure is the
+request path, which is what competes with requests for the server's core.
 """
 
 from __future__ import annotations
