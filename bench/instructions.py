@@ -40,20 +40,6 @@ from bench.serving import bodies
 TOTALS = re.compile(rb"^totals: (\d+)", re.MULTILINE)
 
 
-def descendants(pid: int) -> list[int]:
-    """Every live descendant of ``pid`` (its publisher)."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            kids = [int(k) for k in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
-        except FileNotFoundError:
-            continue
-        out += kids
-        todo += kids
-    return out
-
-
 def instrument(pid: int, state: str) -> None:
     """Turn callgrind's counting ``on`` or ``off`` in process ``pid``."""
     subprocess.run(
@@ -107,7 +93,7 @@ def one_round(config: str, args: argparse.Namespace, work: Path) -> tuple[float,
             for i in range(200):  # warm-up, uncounted: first calls allocate lazily
                 client.post(url, content=payloads[i % len(payloads)], headers=headers)
             published(server, config)  # the warm-up rows, uncounted
-            pids = [server.proc.pid, *descendants(server.proc.pid)]
+            pids = [server.proc.pid, *procs.descendants(server.proc.pid)]
             for pid in pids:
                 instrument(pid, "on")
             for i in range(args.requests):

@@ -46,21 +46,8 @@ class Proc:
 
     def cpu_split(self) -> tuple[float, float]:
         """User + system CPU time of the process itself, and of its live descendants."""
-        own = kids_total = 0
-        pids = [self.proc.pid]
-        for pid in pids:
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-            except FileNotFoundError:
-                continue
-            ticks = int(fields[11]) + int(fields[12])
-            if pid == self.proc.pid:
-                own = ticks
-            else:
-                kids_total += ticks
-            pids += [int(k) for k in kids]
-        return own / CLK_TCK, kids_total / CLK_TCK
+        own, *kids = (_cpu_ticks(pid) for pid in [self.proc.pid, *descendants(self.proc.pid)])
+        return own / CLK_TCK, sum(kids) / CLK_TCK
 
     def get(self, path: str) -> httpx.Response:
         return httpx.get(self.url + path, timeout=30, trust_env=False)
@@ -75,6 +62,29 @@ class Proc:
                 self.proc.kill()
                 self.proc.wait(10)
         return self.proc.returncode
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of process ``pid`` (a model server's publisher)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            kids = [int(k) for k in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except FileNotFoundError:  # it just exited
+            continue
+        out += kids
+        todo += kids
+    return out
+
+
+def _cpu_ticks(pid: int) -> int:
+    """User + system clock ticks of process ``pid`` (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0
+    return int(fields[11]) + int(fields[12])
 
 
 def start(
