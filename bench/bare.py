@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from bench.procs import bench_predictor, columns_to_matrix, serve
+from serving import ServingSettings
 
 
 def create_app(model_path: str | None) -> FastAPI:
@@ -43,7 +44,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--model-path", default=None, help="estimator file (default model)")
     args = parser.parse_args()
-    serve(create_app(args.model_path), args.host, args.port)
+    # the model server's own default loop: the ceiling of the same stack
+    loop = ServingSettings.model_fields["event_loop"].default
+    serve(create_app(args.model_path), args.host, args.port, loop=loop)
 
 
 if __name__ == "__main__":

@@ -164,13 +164,15 @@ def columns_to_matrix(columns: list[str], data: list[list[float]], order: dict[s
     return x if take == list(range(len(take))) else np.ascontiguousarray(x[:, take])
 
 
-def serve(app, host: str, port: int) -> None:
-    """Run ``app`` as ``python -m serving`` runs the model server: one uvicorn worker."""
+def serve(app, host: str, port: int, loop: str = "auto") -> None:
+    """Run ``app`` as ``python -m serving`` runs the model server: one uvicorn worker, on
+    ``loop`` (uvicorn's choice by default: uvloop when installed)."""
     uvicorn.run(
         app,
         host=host,
         port=port,
         workers=1,
+        loop=loop,
         log_level="warning",
         access_log=False,
         server_header=False,

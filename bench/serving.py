@@ -12,16 +12,17 @@ loopback, each one uvicorn worker serving the same predictor:
 
 wrk (one thread, a separate process) drives one server at a time for ``--duration``
 seconds, posting held-out rows in requests of 1 or 32 rows over 1, 8 or 32 connections.
-The four configurations of a cell run back to back for ``--rounds`` rounds, ``off`` and
-``on`` always next to each other (which goes first alternates), then ``fwd`` and ``bare``.
-The tables show each configuration's medians; each ratio and p99 difference is the median
-over rounds of that round's own ratio: this shared machine's speed drifts by up to ~30%
-between rounds, and two runs seconds apart drift least. Rows captured: for ``on``,
-the rows in the landing zone after SIGTERM whose ``ts`` falls in the run, against the rows
-the server accepted (its ``driftlake_prediction_rows_total``); for ``fwd``, the rows the
-collector received once every forward finished, against the rows predicted. CPU is the
-server's (and for ``fwd`` the collector's too) user+system time per request, including what
-finishes after wrk stops (requests still in flight, forwards).
+The four configurations of a cell run back to back for ``--rounds`` rounds, in orders where
+each follows each other equally often (``bench.paired.williams_orders``). The tables show
+each configuration's medians; each ratio and p99 difference is the median over rounds of
+that round's own ratio: this shared machine's speed drifts by up to ~30% between rounds,
+and two runs seconds apart drift least. The pooled p99 difference is that of all rounds'
+requests together, with a bootstrap interval over rounds (``bench.paired``). Rows
+captured: for ``on``, the rows in the landing zone after SIGTERM whose ``ts`` falls in the
+run, against the rows the server accepted (its ``driftlake_prediction_rows_total``); for
+``fwd``, the rows the collector received once every forward finished, against the rows
+predicted. CPU is the server's (and for ``fwd`` the collector's too) user+system time per
+request, including what finishes after wrk stops (requests still in flight, forwards).
 
 The forest is the replaced design's model: RandomForestClassifier(n_estimators=100,
 random_state=42) fitted on the full breast-cancer data, saved with joblib
@@ -35,17 +36,18 @@ import json
 import statistics
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import joblib
+import numpy as np
 import orjson
 import polars as pl
 from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import RandomForestClassifier
 
 from bench import procs, wrk
-from bench.paired import Median, median_ci
+from bench.paired import Median, median_ci, pooled_difference, williams_orders
 from serving.dataset import LABEL, split_breast_cancer
 
 CONFIGS = ("off", "on", "fwd", "bare")
@@ -70,6 +72,9 @@ class Run:
     cpu_ms_per_request: float
     start: float
     end: float
+    # wrk's latency histogram: distinct values (us) and their counts, for pooled percentiles
+    latency_us: list[int] = field(default_factory=list, repr=False)
+    latency_counts: list[int] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -188,6 +193,8 @@ def measure(
         cpu_ms_per_request=cpu / max(result.requests, 1) * 1e3,
         start=start,
         end=end,
+        latency_us=result.latency_us.tolist(),
+        latency_counts=result.latency_counts.tolist(),
     )
 
 
@@ -220,9 +227,10 @@ def run_model(model: str, model_path: Path | None, work: Path, args) -> tuple[li
             if config == "fwd":
                 drain_forwards(servers)
         cells = [(b, c) for b in args.batches for c in args.connections]
+        orders = williams_orders(len(CONFIGS))
         for rnd in range(args.rounds):
             for i, (batch, conns) in enumerate(cells):
-                for config in order(rnd + i):
+                for config in (CONFIGS[k] for k in orders[(rnd + i) % len(orders)]):
                     run = measure(servers, model, config, scripts[batch], batch, conns, args, rnd)
                     runs.append(run)
                     print(
@@ -237,13 +245,6 @@ def run_model(model: str, model_path: Path | None, work: Path, args) -> tuple[li
     totals["landed_on"] = landed_total(servers.warehouse)
     landed_per_run(servers.warehouse, [r for r in runs if r.config == "on"])
     return runs, totals
-
-
-def order(k: int) -> tuple[str, ...]:
-    """The configurations' order in the ``k``-th cell run: off and on side by side."""
-    pair = ("off", "on") if k % 2 == 0 else ("on", "off")
-    rest = ("fwd", "bare") if k // 2 % 2 == 0 else ("bare", "fwd")
-    return (*pair, *rest)
 
 
 def paired(cell: dict[str, list[Run]], a: str, b: str, attr: str, ratio: bool) -> Median:
@@ -272,14 +273,20 @@ def med(runs: list[Run], attr: str) -> float:
     return statistics.median(getattr(r, attr) for r in runs)
 
 
+def by_round_histograms(runs: list[Run]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each run's latency histogram in ms, in round order (so two configurations pair up)."""
+    ordered = sorted(runs, key=lambda r: r.round)
+    return [(np.array(r.latency_us) / 1e3, np.array(r.latency_counts)) for r in ordered]
+
+
 def report(model: str, runs: list[Run], totals: dict) -> str:
     lines = [
         f"model: {model}   (medians of {max(r.round for r in runs) + 1} rounds; "
         f"req/s | p50 ms | p99 ms per configuration; ratios and p99 difference: medians of "
         f"each round's own, [95% interval, sign test] from 6 rounds on)",
         "| rows/req | conns | off | on | fwd (replaced) | bare (ceiling) "
-        "| on/off | on/fwd | on/bare | on p99 - off p99 |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| on/off | on/fwd | on/bare | on p99 - off p99 | pooled: on p99 - off p99 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     cells = sorted({(r.batch, r.connections) for r in runs})
     capture = [
@@ -300,9 +307,10 @@ def report(model: str, runs: list[Run], totals: dict) -> str:
             paired(cell, "on", c, "rps", True) for c in ("off", "fwd", "bare")
         )
         slower = paired(cell, "on", "off", "p99_ms", False)
+        pooled = pooled_difference(*(by_round_histograms(cell[c]) for c in ("on", "off")))
         lines.append(
             f"| {batch} | {conns} | {shown} | {on_off.show('{:.2f}')} | {on_fwd.value:.1f}x "
-            f"| {on_bare.value:.2f} | {slower.show('{:+.1f}')} |"
+            f"| {on_bare.value:.2f} | {slower.show('{:+.1f}')} | {pooled.show('{:+.1f}')} |"
         )
         on_landed = sum(r.captured_rows for r in cell["on"])
         on_acc = sum(r.accepted_rows for r in cell["on"])

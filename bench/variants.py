@@ -6,9 +6,12 @@ NAME[@TREE]=FLAGS`` starts one ``python -m serving`` with those flags (split lik
 would), from this tree or from ``TREE``, an older checkout made with ``git archive <rev> |
 tar -x -C /tmp/old`` (imported first on its own ``sys.path``, so the same virtual
 environment serves both). All variants run at once; wrk drives one at a time for
-``--duration`` seconds in a rotating order, for ``--rounds`` rounds; medians are shown,
+``--duration`` seconds, for ``--rounds`` rounds, in orders where each variant follows each
+other equally often; medians are shown,
 with each variant's throughput and p99 against the first variant's as the median over
-rounds of each round's own ratio and difference, and the 95% interval of that median. Run
+rounds of each round's own ratio and difference, and the 95% interval of that median; and
+the p99 of all rounds' requests pooled (a long run's p99, taken in alternating slices), its
+difference with a bootstrap interval over rounds. Run
 the same flags twice (``--variant off=--no-capture --variant off2=--no-capture``) to see the
 noise floor: identical servers differ by as much, and an interval that holds 0 (or 1.00)
 tells no difference apart from it.
@@ -25,7 +28,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench import procs, wrk
-from bench.paired import median_ci
+from bench.paired import median_ci, pooled_difference, pooled_quantile, williams_orders
 from bench.serving import bodies, train_forest, wait_quiet
 
 LAUNCH = (
@@ -85,9 +88,9 @@ def main(argv: list[str] | None = None) -> None:
             wrk.run(p.url + "/get-prediction", script, 8, 1)  # warm-up
         names = list(servers)
         runs: dict[str, list] = {n: [] for n in names}
+        orders = williams_orders(len(names))
         for rnd in range(args.rounds):
-            k = rnd % len(names)
-            for name in names[k:] + names[:k]:
+            for name in (names[i] for i in orders[rnd % len(orders)]):
                 p = servers[name]
                 cpu0 = p.cpu_split()
                 r = wrk.run(
@@ -108,13 +111,15 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"{args.model} model, {args.batch} row(s)/request, {args.connections} connections, "
         f"medians of {args.rounds} rounds of {args.duration:g} s; against {names[0]}: the "
-        "median of each round's own ratio and difference [95% interval, sign test]"
+        "median of each round's own ratio and difference [95% interval, sign test]; pooled: "
+        "the p99 of every round's requests together [95% bootstrap interval over rounds]"
     )
     print(
         f"| server | req/s | p50 ms | p99 ms | CPU ms/request: server + publisher "
-        f"| req/s / {names[0]} | p99 - {names[0]}, ms |"
+        f"| req/s / {names[0]} | p99 - {names[0]}, ms | pooled p99 ms "
+        f"| pooled p99 - {names[0]}, ms |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     base = runs[names[0]]
     for name, rs in runs.items():
         rps = statistics.median(r.rps for r, _ in rs)
@@ -126,14 +131,29 @@ def main(argv: list[str] | None = None) -> None:
         pairs = list(zip(rs, base, strict=True))
         ratio = median_ci([r.rps / b.rps for (r, _), (b, _) in pairs])
         slower = median_ci([r.p99_ms - b.p99_ms for (r, _), (b, _) in pairs])
+        hist = [(r.latency_us / 1e3, r.latency_counts) for r, _ in rs]
+        hist_base = [(b.latency_us / 1e3, b.latency_counts) for b, _ in base]
+        pooled = pooled_quantile(hist, 0.99)
+        pooled_slower = pooled_difference(hist, hist_base)
         print(
             f"| {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {own:.3f} + {kids:.3f} | "
-            f"{ratio.show('{:.2f}')} | {slower.show()} |"
+            f"{ratio.show('{:.2f}')} | {slower.show()} | {pooled:.2f} | {pooled_slower.show()} |"
         )
     if args.json:
         args.json.write_text(
             json.dumps(
-                {name: [{**asdict(r), "cpu_ms": c} for r, c in rs] for name, rs in runs.items()},
+                {
+                    name: [
+                        {
+                            **asdict(r),
+                            "latency_us": r.latency_us.tolist(),
+                            "latency_counts": r.latency_counts.tolist(),
+                            "cpu_ms": c,
+                        }
+                        for r, c in rs
+                    ]
+                    for name, rs in runs.items()
+                },
                 indent=1,
             )
         )

@@ -6,11 +6,15 @@ import json
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 # wrk runs this Lua per thread: requests are formatted once in init() and cycled through;
-# done() prints one JSON line the benchmark parses.
+# done() prints one JSON line the benchmark parses, and the whole latency histogram (wrk
+# keeps a count per microsecond; latency(i) is the i-th non-empty one) so rounds can be
+# pooled: a percentile of percentiles is not a percentile.
 LUA = """
 local bodies = {%(bodies)s}
 local reqs = {}
@@ -32,6 +36,12 @@ function done(summary, latency, requests)
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
     latency.mean, summary.errors.connect, summary.errors.read, summary.errors.write,
     summary.errors.status, summary.errors.timeout))
+  local hist = {}
+  for k = 1, #latency do
+    local us, count = latency(k)
+    hist[k] = string.format("%%d:%%d", us, count)
+  end
+  io.write("WRKHIST " .. table.concat(hist, " ") .. "\\n")
 end
 """
 
@@ -45,6 +55,9 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     errors: int  # socket errors + non-2xx/3xx answers + timeouts
+    # every request's latency: distinct values (us, ascending) and how many had each
+    latency_us: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
+    latency_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
 
     @property
     def rps(self) -> float:
@@ -94,8 +107,10 @@ def run(
         url,
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120, check=True)
-    line = next(x for x in out.stdout.splitlines() if x.startswith("WRKJSON "))
-    s = json.loads(line.removeprefix("WRKJSON "))
+    lines = out.stdout.splitlines()
+    s = json.loads(next(x for x in lines if x.startswith("WRKJSON ")).removeprefix("WRKJSON "))
+    hist = next(x for x in lines if x.startswith("WRKHIST")).removeprefix("WRKHIST").split()
+    pairs = np.array([pair.split(":") for pair in hist], np.int64).reshape(-1, 2)
     errors = s["connect"] + s["read"] + s["write"] + s["status"] + s["timeout"]
     return WrkResult(
         requests=s["requests"],
@@ -103,4 +118,6 @@ def run(
         p50_ms=s["p50_us"] / 1e3,
         p99_ms=s["p99_us"] / 1e3,
         errors=errors,
+        latency_us=pairs[:, 0],
+        latency_counts=pairs[:, 1],
     )

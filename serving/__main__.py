@@ -32,6 +32,7 @@ FLAGS = {
     "--max-buffer-rows": ("max_buffer_rows", int),
     "--landing-compression": ("landing_compression", str),
     "--max-batch-rows": ("max_batch_rows", int),
+    "--event-loop": ("event_loop", str),
 }
 
 
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         workers=1,
+        loop=settings.event_loop,
         lifespan="on",
         log_config=None,  # keep our key=value root handler for uvicorn's loggers too
         log_level=args.log_level.lower(),

@@ -97,12 +97,14 @@ def create_app(settings: ServingSettings) -> FastAPI:
         # instead of ~150k startup objects (~70 ms, a latency spike every few seconds)
         gc.freeze()
         log.info(
-            "event=serving_started model=%s model_version=%s replica=%s capture=%s warehouse=%s",
+            "event=serving_started model=%s model_version=%s replica=%s capture=%s "
+            "warehouse=%s event_loop=%s",
             settings.model_name,
             service.predictor.version,
             settings.replica,
             settings.capture,
             settings.warehouse,
+            type(asyncio.get_running_loop()).__module__.partition(".")[0],
         )
         try:
             yield

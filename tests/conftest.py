@@ -29,7 +29,7 @@ def require_binary(name: str) -> str:
         return path
     reason = (
         f"{name} is not installed: install Debian's package "
-        "(apt-get install nginx prometheus prometheus-pushgateway)"
+        "(apt-get install nginx prometheus prometheus-pushgateway docker-compose)"
     )
     if REQUIRE_INTEGRATION:
         pytest.fail(reason + " -- DRIFTLAKE_REQUIRE_INTEGRATION=1 makes this a failure")

@@ -182,6 +182,23 @@ def test_healthz(server):
     health = httpx.get(f"{server.url}/healthz").json()
     assert health["status"] == "ok" and health["model"] == "breast_cancer"
     assert health["replica"] == "shared-1" and re.match(r"^[0-9a-f]{12}$", health["model_version"])
+    assert "event_loop=asyncio" in server.logs()  # the default: requests served in order
+
+
+def test_uvloop_serves_and_lands_the_same(tmp_path, model):
+    with model_server(tmp_path / "wh", event_loop="uvloop") as handle:
+        assert "event_loop=uvloop" in handle.logs()
+        batch = HOLDOUT.head(4)
+        resp = post(handle, request_body(COLUMNS, batch.rows()))
+        assert resp.status_code == 200, resp.text
+        assert_matches_model(resp.json(), model, batch.to_numpy())
+        ids = set(resp.json()["request_ids"])
+
+        def landed():
+            frame = landing_frame(handle.warehouse)
+            return frame.height and ids <= set(frame["request_id"].to_list())
+
+        wait_until(landed, timeout=20)
 
 
 @pytest.mark.parametrize("kind", sorted(MALFORMED))
@@ -303,6 +320,7 @@ def test_model_path_serves_any_estimator(tmp_path):
 BAD_SETTINGS = {
     "missing reference": (["--reference", "/no/such/reference.parquet"], "reference file"),
     "zero flush rows": (["--flush-rows", "0"], "flush_rows"),
+    "unknown event loop": (["--event-loop", "tornado"], "event_loop"),
 }
 
 
