@@ -1,20 +1,20 @@
 """Benchmark: the model server under several settings (or source trees), side by side.
 
 Run with ``uv run python -m bench.variants --variant off=--no-capture --variant on=
-[--model forest] [--batch 32] [--connections 8] [--rounds 5]``. Each ``--variant
-NAME[@TREE]=FLAGS`` starts one ``python -m serving`` with those flags (split like a shell
-would), from this tree or from ``TREE``, an older checkout made with ``git archive <rev> |
-tar -x -C /tmp/old`` (imported first on its own ``sys.path``, so the same virtual
-environment serves both). All variants run at once; wrk drives one at a time for
-``--duration`` seconds, for ``--rounds`` rounds, in orders where each variant follows each
-other equally often; medians are shown,
-with each variant's throughput and p99 against the first variant's as the median over
-rounds of each round's own ratio and difference, and the 95% interval of that median; and
-the p99 of all rounds' requests pooled (a long run's p99, taken in alternating slices), its
-difference with a bootstrap interval over rounds. Run
-the same flags twice (``--variant off=--no-capture --variant off2=--no-capture``) to see the
-noise floor: identical servers differ by as much, and an interval that holds 0 (or 1.00)
-tells no difference apart from it.
+[--model forest] [--batch 32] [--connections 8] [--rounds 5] [--replicas 3]``. Each
+``--variant NAME[@TREE]=FLAGS`` starts ``--replicas`` processes of ``python -m serving``
+with those flags (split like a shell would), from this tree or from ``TREE``, an older
+checkout made with ``git archive <rev> | tar -x -C /tmp/old`` (imported first on its own
+``sys.path``, so the same virtual environment serves both). All run at once; wrk drives one
+at a time for ``--duration`` seconds, for ``--rounds`` rounds, in orders where each variant
+follows each other equally often, one set of processes per cycle of orders. Shown: medians,
+each variant's throughput and p99 against the first variant's as the median over rounds of
+each round's own ratio and difference with the 95% interval of that median, and the p99 of
+all rounds' requests pooled (a long run's p99, taken in alternating slices) with a
+bootstrap interval over rounds for its difference. Run the same flags twice
+(``--variant off=--no-capture --variant off2=--no-capture``) to see the noise floor:
+identical servers differ by as much, and an interval that holds 0 (or 1.00) tells no
+difference apart from it.
 """
 
 from __future__ import annotations
@@ -61,6 +61,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", type=Path, default=None, help="write every round here")
     parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="processes per variant, taking turns by cycle of orders: two identical processes "
+        "can differ by a few percent for their whole life, so one per variant cannot show less",
+    )
+    parser.add_argument(
         "--pin",
         action="store_true",
         help="servers on CPU 1, wrk on CPU 0: what capture costs a worker that has one core",
@@ -70,28 +77,31 @@ def main(argv: list[str] | None = None) -> None:
     model = []
     if args.model == "forest":
         model = ["--model-path", str(train_forest(work / "forest.joblib"))]
-    servers = {}
+    servers: dict[str, list[procs.Proc]] = {}
     try:
         for name, tree, flags in args.variant:
-            # fmt: off
-            servers[name] = procs.start(
-                name,
-                ["-c", LAUNCH, str(tree), "--warehouse", str(work / name),
-                 "--reference", str(procs.REFERENCE), "--replica", name,
-                 *model, *flags],
-                work,
-                cpus={1} if args.pin else None,
-            )
-            # fmt: on
+            for k in range(args.replicas):
+                replica = f"{name}-{k}"
+                # fmt: off
+                servers.setdefault(name, []).append(procs.start(
+                    replica,
+                    ["-c", LAUNCH, str(tree), "--warehouse", str(work / replica),
+                     "--reference", str(procs.REFERENCE), "--replica", replica,
+                     *model, *flags],
+                    work,
+                    cpus={1} if args.pin else None,
+                ))
+                # fmt: on
         script = wrk.write_script(bodies(args.batch))
-        for p in servers.values():
+        for p in (p for group in servers.values() for p in group):
             wrk.run(p.url + "/get-prediction", script, 8, 1)  # warm-up
         names = list(servers)
         runs: dict[str, list] = {n: [] for n in names}
         orders = williams_orders(len(names))
         for rnd in range(args.rounds):
             for name in (names[i] for i in orders[rnd % len(orders)]):
-                p = servers[name]
+                # a whole cycle of orders on one set of processes, then the next set
+                p = servers[name][rnd // len(orders) % args.replicas]
                 cpu0 = p.cpu_split()
                 r = wrk.run(
                     p.url + "/get-prediction",
@@ -106,11 +116,12 @@ def main(argv: list[str] | None = None) -> None:
                 per_request = [(b - a) / n * 1e3 for a, b in zip(cpu0, cpu1, strict=True)]
                 runs[name].append((r, per_request))
     finally:
-        for p in servers.values():
+        for p in (p for group in servers.values() for p in group):
             p.stop()
     print(
         f"{args.model} model, {args.batch} row(s)/request, {args.connections} connections, "
-        f"medians of {args.rounds} rounds of {args.duration:g} s; against {names[0]}: the "
+        f"{args.replicas} process(es) per variant, medians of {args.rounds} rounds of "
+        f"{args.duration:g} s; against {names[0]}: the "
         "median of each round's own ratio and difference [95% interval, sign test]; pooled: "
         "the p99 of every round's requests together [95% bootstrap interval over rounds]"
     )
