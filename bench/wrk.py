@@ -56,8 +56,8 @@ class WrkResult:
     p99_ms: float
     errors: int  # socket errors + non-2xx/3xx answers + timeouts
     # every request's latency: distinct values (us, ascending) and how many had each
-    latency_us: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
-    latency_counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
+    latency_us: np.ndarray = field(repr=False)
+    latency_counts: np.ndarray = field(repr=False)
 
     @property
     def rps(self) -> float:
