@@ -66,6 +66,13 @@ def williams_orders(n: int) -> list[tuple[int, ...]]:
     return rows
 
 
+def histogram_ms(
+    latency_us: Sequence[int] | np.ndarray, counts: Sequence[int] | np.ndarray
+) -> Histogram:
+    """A wrk latency histogram (distinct values in us, a count each) with its values in ms."""
+    return np.asarray(latency_us) / 1e3, np.asarray(counts)
+
+
 def pooled_quantile(rounds: Sequence[Histogram], q: float) -> float:
     """The ``q`` quantile of every request of ``rounds`` together: the smallest value at
     least a fraction ``q`` of them do not exceed (wrk's own definition of a percentile)."""

@@ -47,7 +47,7 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import RandomForestClassifier
 
 from bench import procs, wrk
-from bench.paired import Median, median_ci, pooled_difference, williams_orders
+from bench.paired import Median, histogram_ms, median_ci, pooled_difference, williams_orders
 from serving.dataset import LABEL, split_breast_cancer
 
 CONFIGS = ("off", "on", "fwd", "bare")
@@ -276,7 +276,7 @@ def med(runs: list[Run], attr: str) -> float:
 def by_round_histograms(runs: list[Run]) -> list[tuple[np.ndarray, np.ndarray]]:
     """Each run's latency histogram in ms, in round order (so two configurations pair up)."""
     ordered = sorted(runs, key=lambda r: r.round)
-    return [(np.array(r.latency_us) / 1e3, np.array(r.latency_counts)) for r in ordered]
+    return [histogram_ms(r.latency_us, r.latency_counts) for r in ordered]
 
 
 def report(model: str, runs: list[Run], totals: dict) -> str:

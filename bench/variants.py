@@ -28,7 +28,13 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench import procs, wrk
-from bench.paired import median_ci, pooled_difference, pooled_quantile, williams_orders
+from bench.paired import (
+    histogram_ms,
+    median_ci,
+    pooled_difference,
+    pooled_quantile,
+    williams_orders,
+)
 from bench.serving import bodies, train_forest, wait_quiet
 
 LAUNCH = (
@@ -142,8 +148,8 @@ def main(argv: list[str] | None = None) -> None:
         pairs = list(zip(rs, base, strict=True))
         ratio = median_ci([r.rps / b.rps for (r, _), (b, _) in pairs])
         slower = median_ci([r.p99_ms - b.p99_ms for (r, _), (b, _) in pairs])
-        hist = [(r.latency_us / 1e3, r.latency_counts) for r, _ in rs]
-        hist_base = [(b.latency_us / 1e3, b.latency_counts) for b, _ in base]
+        hist = [histogram_ms(r.latency_us, r.latency_counts) for r, _ in rs]
+        hist_base = [histogram_ms(b.latency_us, b.latency_counts) for b, _ in base]
         pooled = pooled_quantile(hist, 0.99)
         pooled_slower = pooled_difference(hist, hist_base)
         print(

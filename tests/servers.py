@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,6 +235,17 @@ def landing_frame(warehouse: Path, model: str = MODEL) -> pl.DataFrame:
         return pl.DataFrame()
     lazy = pl.scan_parquet(f"{root}/**/*.parquet", hive_partitioning=True)
     return lazy.filter(pl.col("model") == model).collect()
+
+
+def wait_landed(warehouse: Path, request_ids: Iterable[str], timeout: float = 20.0) -> None:
+    """Wait until every one of ``request_ids`` is in the warehouse's landing rows."""
+    wanted = set(request_ids)
+
+    def landed() -> bool:
+        frame = landing_frame(warehouse)
+        return bool(frame.height) and wanted <= set(frame["request_id"].to_list())
+
+    wait_until(landed, timeout=timeout)
 
 
 def parse_metrics(text: str) -> dict[str, float]:

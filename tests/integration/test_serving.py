@@ -27,7 +27,7 @@ from tests.servers import (
     model_server,
     request_body,
     send_rows,
-    wait_until,
+    wait_landed,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -192,13 +192,7 @@ def test_uvloop_serves_and_lands_the_same(tmp_path, model):
         resp = post(handle, request_body(COLUMNS, batch.rows()))
         assert resp.status_code == 200, resp.text
         assert_matches_model(resp.json(), model, batch.to_numpy())
-        ids = set(resp.json()["request_ids"])
-
-        def landed():
-            frame = landing_frame(handle.warehouse)
-            return frame.height and ids <= set(frame["request_id"].to_list())
-
-        wait_until(landed, timeout=20)
+        wait_landed(handle.warehouse, resp.json()["request_ids"])
 
 
 @pytest.mark.parametrize("kind", sorted(MALFORMED))
@@ -221,12 +215,7 @@ def test_oversized_body_is_413(server):
 
 def test_rows_land_while_the_server_runs(server):
     sent = send_rows(server.url, HOLDOUT.head(10), batch_rows=5)
-
-    def landed():
-        frame = landing_frame(server.warehouse)
-        return frame.height and set(sent.request_ids) <= set(frame["request_id"].to_list())
-
-    wait_until(landed, timeout=20)
+    wait_landed(server.warehouse, sent.request_ids)
 
 
 def test_metrics_names(server):
