@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import statistics
 import tempfile
 from dataclasses import asdict
@@ -121,9 +122,11 @@ def main(argv: list[str] | None = None) -> None:
                 n = max(r.requests, 1)
                 per_request = [(b - a) / n * 1e3 for a, b in zip(cpu0, cpu1, strict=True)]
                 runs[name].append((r, per_request))
+        dropped = {name: _dropped(group) for name, group in servers.items()}
     finally:
         for p in (p for group in servers.values() for p in group):
             p.stop()
+        shutil.rmtree(work, ignore_errors=True)  # gigabytes of landing files after a long run
     print(
         f"{args.model} model, {args.batch} row(s)/request, {args.connections} connections, "
         f"{args.replicas} process(es) per variant, medians of {args.rounds} rounds of "
@@ -134,9 +137,9 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"| server | req/s | p50 ms | p99 ms | CPU ms/request: server + publisher "
         f"| req/s / {names[0]} | p99 - {names[0]}, ms | pooled p99 ms "
-        f"| pooled p99 - {names[0]}, ms |"
+        f"| pooled p99 - {names[0]}, ms | rows dropped / captured |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     base = runs[names[0]]
     for name, rs in runs.items():
         rps = statistics.median(r.rps for r, _ in rs)
@@ -154,7 +157,8 @@ def main(argv: list[str] | None = None) -> None:
         pooled_slower = pooled_difference(hist, hist_base)
         print(
             f"| {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {own:.3f} + {kids:.3f} | "
-            f"{ratio.show('{:.2f}')} | {slower.show()} | {pooled:.2f} | {pooled_slower.show()} |"
+            f"{ratio.show('{:.2f}')} | {slower.show()} | {pooled:.2f} | {pooled_slower.show()} "
+            f"| {dropped[name]} |"
         )
     if args.json:
         args.json.write_text(
@@ -174,6 +178,15 @@ def main(argv: list[str] | None = None) -> None:
                 indent=1,
             )
         )
+
+
+def _dropped(group: list[procs.Proc]) -> str:
+    """Rows the capture dropped and captured, summed over a variant's processes (warm-ups
+    included)."""
+    counts = [procs.metrics(p) for p in group]
+    dropped = sum(m.get("driftlake_capture_dropped_rows_total", 0) for m in counts)
+    captured = sum(m.get("driftlake_capture_rows_total", 0) for m in counts)
+    return f"{dropped:,.0f} / {captured:,.0f}"
 
 
 if __name__ == "__main__":

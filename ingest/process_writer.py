@@ -68,11 +68,14 @@ class ProcessLandingWriter:
     """:class:`LandingWriter`'s interface, publishing from a child process.
 
     Parameters are LandingWriter's, plus ``spool_rows``: how many rows of the schema the
-    shared-memory ring holds between the request path and the publisher (~17 MB for 30
-    features; the publisher takes rows out whenever a flush is due, and often enough
-    that the ring stays under an eighth full at the rate it fills, so it fills only if
-    the publisher stalls). Rows the ring cannot take are dropped and counted, as are rows the
-    publisher's own buffer (``max_buffer_rows``, while the landing zone refuses writes)
+    shared-memory ring holds between the request path and the publisher (~70 MB for 30
+    features). The publisher takes rows out whenever a flush is due, and often enough that
+    the ring stays under an eighth full at the rate it fills, but not while it flushes, so
+    the ring must hold what arrives during a flush: a burst of 1,000-row requests filled
+    up to 56,000 rows' worth of it while a first flush took 0.2 s on a saturated 2-core
+    machine (tests/integration/test_serving.py), and a ring of 50,000 rows dropped a
+    quarter of the burst. Rows the ring cannot take are dropped and counted, as are rows
+    the publisher's own buffer (``max_buffer_rows``, while the landing zone refuses writes)
     cannot take. The ring stays mapped after :meth:`close`, so :meth:`stats` keeps
     answering.
 
@@ -91,7 +94,7 @@ class ProcessLandingWriter:
         flush_interval: float = 1.0,
         max_buffer_rows: int = 1_000_000,
         compression: str = "none",
-        spool_rows: int = 50_000,
+        spool_rows: int = 200_000,
     ) -> None:
         if compression not in CODECS:
             raise ValueError(f"compression must be one of {CODECS}, not {compression!r}")
@@ -215,13 +218,37 @@ class ProcessLandingWriter:
             log.warning("event=capture_recovered replica=%s", self.replica)
 
     # -- lifecycle ----------------------------------------------------------------------
-    def start(self) -> ProcessLandingWriter:
-        """Start the publisher process; returns self."""
-        if self._proc is None:
-            self._spawn()
+    def start(self, timeout: float = 60.0) -> ProcessLandingWriter:
+        """Start the publisher process and return (self) once it takes rows out of the ring.
+
+        It needs a second or two to import pyarrow and numpy, and a server behind a load
+        balancer gets its share of the traffic as soon as it answers: at 150,000 rows/s
+        the default ring is full in half a second, and the rows after that were dropped.
+
+        Raises LandingError if the publisher exits or is not ready within ``timeout``.
+        """
+        if self._proc is not None:
+            return self
+        self._spawn()
+        proc = self._proc
+        deadline = time.monotonic() + timeout
+        while self._ring.get(sp.READY) != proc.pid:
+            if proc.poll() is not None:
+                raise LandingError(
+                    f"the publisher of replica {self.replica} exited with {proc.returncode} "
+                    "before it was ready (its error is in this process's log)"
+                )
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.wait()
+                raise LandingError(
+                    f"the publisher of replica {self.replica} was not ready within {timeout:g} s"
+                )
+            time.sleep(0.01)
         return self
 
     def _spawn(self) -> None:
+        self._ring.set(sp.READY, 0)
         config = {
             **self._config,
             "parent": os.getpid(),

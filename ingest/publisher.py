@@ -202,6 +202,7 @@ def main(argv: list[str] | None = None) -> None:
     wake_fd = config.pop("wake_fd", -1)
     writer = LandingWriter(**config)
     ring = sp.Spool(fd, capacity)
+    ring.set(sp.READY, os.getpid())
     try:
         serve(ring, writer, parent, may_idle, wake_fd)
     finally:

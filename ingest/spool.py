@@ -43,6 +43,7 @@ FLUSH_REQUEST = 11  # producer: a counter; the consumer publishes everything and
 FLUSH_DONE = 12  # consumer: the last FLUSH_REQUEST served
 FLUSH_ERRORS = 13  # consumer: FLUSH_REQUESTs that ended with rows unpublished
 STOP = 14  # producer: nonzero = publish everything and exit, retrying for this many ms
+READY = 15  # consumer: its pid, once it has mapped the ring and is about to take records
 SLOTS = 16
 HEADER = SLOTS * 8
 

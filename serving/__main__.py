@@ -31,6 +31,7 @@ FLAGS = {
     "--flush-interval": ("flush_interval", float),
     "--max-buffer-rows": ("max_buffer_rows", int),
     "--landing-compression": ("landing_compression", str),
+    "--spool-rows": ("spool_rows", int),
     "--max-batch-rows": ("max_batch_rows", int),
     "--event-loop": ("event_loop", str),
 }

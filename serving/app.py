@@ -169,16 +169,18 @@ def _build_service(settings: ServingSettings) -> Service:
     schema = dataclasses.replace(reference.schema, version=predictor.version)
     writer = capture = None
     if settings.capture:
-        use_process = settings.capture_process and process_writer_supported()
-        writer = (ProcessLandingWriter if use_process else LandingWriter)(
-            warehouse,
-            schema,
-            settings.replica,
+        options = dict(
             flush_rows=settings.flush_rows,
             flush_interval=settings.flush_interval,
             max_buffer_rows=settings.max_buffer_rows,
             compression=settings.landing_compression,
         )
+        if settings.capture_process and process_writer_supported():
+            writer = ProcessLandingWriter(
+                warehouse, schema, settings.replica, spool_rows=settings.spool_rows, **options
+            )
+        else:
+            writer = LandingWriter(warehouse, schema, settings.replica, **options)
         builder = CaptureBatchBuilder(
             schema,
             predictor.feature_names,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 
 import numpy as np
@@ -180,6 +181,19 @@ def test_a_killed_publisher_is_restarted_and_its_lost_rows_counted(tmp_path):
     assert sorted(landed(wh)["request_id"].to_pylist()) == sorted(
         f"b{i}-{j}" for i in range(5) for j in range(4)
     )
+
+
+def test_start_returns_once_the_publisher_takes_rows_and_fails_if_it_cannot_start(
+    tmp_path, monkeypatch
+):
+    # a server serves as soon as start() returns: its publisher must be up by then
+    writer = process_writer(Warehouse(tmp_path / "wh")).start()
+    assert writer._ring.get(sp.READY) == writer._proc.pid
+    writer.close()
+    broken = process_writer(Warehouse(tmp_path / "broken"))
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # a publisher that exits at once
+    with pytest.raises(LandingError, match="exited with 1 before it was ready"):
+        broken.start()
 
 
 def test_a_mismatched_block_is_refused_and_nothing_is_queued(tmp_path):
