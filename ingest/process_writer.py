@@ -68,13 +68,15 @@ class ProcessLandingWriter:
     """:class:`LandingWriter`'s interface, publishing from a child process.
 
     Parameters are LandingWriter's, plus ``spool_rows``: how many rows of the schema the
-    shared-memory ring holds between the request path and the publisher (~70 MB for 30
+    shared-memory ring holds between the request path and the publisher (~35 MB for 30
     features). The publisher takes rows out whenever a flush is due, and often enough that
     the ring stays under an eighth full at the rate it fills, but not while it flushes, so
     the ring must hold what arrives during a flush: a burst of 1,000-row requests filled
     up to 56,000 rows' worth of it while a first flush took 0.2 s on a saturated 2-core
     machine (tests/integration/test_serving.py), and a ring of 50,000 rows dropped a
-    quarter of the burst. Rows the ring cannot take are dropped and counted, as are rows
+    quarter of the burst. Larger rings cost tail latency at saturation (BENCHMARKS.md:
+    pooled p99 +2.4, +4.8, +7.7 ms over capture off at 50,000, 100,000, 200,000 rows), so
+    the default is 100,000. Rows the ring cannot take are dropped and counted, as are rows
     the publisher's own buffer (``max_buffer_rows``, while the landing zone refuses writes)
     cannot take. The ring stays mapped after :meth:`close`, so :meth:`stats` keeps
     answering.
@@ -94,7 +96,7 @@ class ProcessLandingWriter:
         flush_interval: float = 1.0,
         max_buffer_rows: int = 1_000_000,
         compression: str = "none",
-        spool_rows: int = 200_000,
+        spool_rows: int = 100_000,
     ) -> None:
         if compression not in CODECS:
             raise ValueError(f"compression must be one of {CODECS}, not {compression!r}")

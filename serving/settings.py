@@ -103,12 +103,13 @@ class ServingSettings(BaseSettings):
         "from a thread of the server. Default: true.",
     )
     spool_rows: int = Field(
-        200_000,
+        100_000,
         ge=1_000,
         description="Rows the shared memory between the server and its publisher process holds "
-        "(~70 MB at 30 features): what arrives while the publisher flushes must fit (a burst "
+        "(~35 MB at 30 features): what arrives while the publisher flushes must fit (a burst "
         "of 1,000-row requests filled 56,000 rows of it during a 0.2 s flush); rows that do "
-        "not fit are dropped and counted. Default: 200000.",
+        "not fit are dropped and counted; a larger spool costs tail latency at saturation "
+        "(BENCHMARKS.md). Default: 100000.",
     )
     max_batch_rows: int = Field(
         1000, gt=0, le=100_000, description="Most rows one request may carry. Default: 1000."
