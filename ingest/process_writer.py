@@ -74,12 +74,12 @@ class ProcessLandingWriter:
     the ring must hold what arrives during a flush: a burst of 1,000-row requests filled
     up to 56,000 rows' worth of it while a first flush took 0.2 s on a saturated 2-core
     machine (tests/integration/test_serving.py), and a ring of 50,000 rows dropped a
-    quarter of the burst. Larger rings cost tail latency at saturation (BENCHMARKS.md:
-    pooled p99 +2.4, +4.8, +7.7 ms over capture off at 50,000, 100,000, 200,000 rows), so
-    the default is 100,000. Rows the ring cannot take are dropped and counted, as are rows
-    the publisher's own buffer (``max_buffer_rows``, while the landing zone refuses writes)
-    cannot take. The ring stays mapped after :meth:`close`, so :meth:`stats` keeps
-    answering.
+    quarter of the burst. Larger rings may cost tail latency at saturation (one run in
+    BENCHMARKS.md: pooled p99 +2.4, +4.8, +7.7 ms over capture off at 50,000, 100,000,
+    200,000 rows; another had 100,000 at +1.1), so the default is 100,000. Rows the ring
+    cannot take are dropped and counted, as are rows the publisher's own buffer
+    (``max_buffer_rows``, while the landing zone refuses writes) cannot take. The ring
+    stays mapped after :meth:`close`, so :meth:`stats` keeps answering.
 
     If the publisher dies it is restarted on the same ring (rows it had taken and not
     published are counted as dropped). If this process dies, even by SIGKILL, the

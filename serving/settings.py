@@ -108,7 +108,7 @@ class ServingSettings(BaseSettings):
         description="Rows the shared memory between the server and its publisher process holds "
         "(~35 MB at 30 features): what arrives while the publisher flushes must fit (a burst "
         "of 1,000-row requests filled 56,000 rows of it during a 0.2 s flush); rows that do "
-        "not fit are dropped and counted; a larger spool costs tail latency at saturation "
+        "not fit are dropped and counted; a larger spool may cost tail latency at saturation "
         "(BENCHMARKS.md). Default: 100000.",
     )
     max_batch_rows: int = Field(
