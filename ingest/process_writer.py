@@ -68,7 +68,7 @@ class ProcessLandingWriter:
     """:class:`LandingWriter`'s interface, publishing from a child process.
 
     Parameters are LandingWriter's, plus ``spool_rows``: how many rows of the schema the
-    shared-memory ring holds between the request path and the publisher (~35 MB for 30
+    shared-memory ring holds between the request path and the publisher (~70 MB for 30
     features). The publisher takes rows out whenever a flush is due, and often enough that
     the ring stays under an eighth full at the rate it fills, but not while it flushes, so
     the ring must hold what arrives during a flush: a burst of 1,000-row requests filled
@@ -76,9 +76,10 @@ class ProcessLandingWriter:
     machine (tests/integration/test_serving.py), and a ring of 50,000 rows dropped a
     quarter of the burst. Larger rings may cost tail latency at saturation (one run in
     BENCHMARKS.md: pooled p99 +2.4, +4.8, +7.7 ms over capture off at 50,000, 100,000,
-    200,000 rows; another had 100,000 at +1.1), so the default is 100,000. Rows the ring
-    cannot take are dropped and counted, as are rows the publisher's own buffer
-    (``max_buffer_rows``, while the landing zone refuses writes) cannot take. The ring
+    200,000 rows; another had 100,000 at +1.1), but 100,000 rows dropped 15,000 of the
+    burst once, so the default is 200,000. Rows the ring cannot take are dropped and
+    counted, as are rows the publisher's own buffer (``max_buffer_rows``, while the landing
+    zone refuses writes) cannot take. The ring
     stays mapped after :meth:`close`, so :meth:`stats` keeps answering.
 
     If the publisher dies it is restarted on the same ring (rows it had taken and not
@@ -96,7 +97,7 @@ class ProcessLandingWriter:
         flush_interval: float = 1.0,
         max_buffer_rows: int = 1_000_000,
         compression: str = "none",
-        spool_rows: int = 100_000,
+        spool_rows: int = 200_000,
     ) -> None:
         if compression not in CODECS:
             raise ValueError(f"compression must be one of {CODECS}, not {compression!r}")

@@ -103,13 +103,13 @@ class ServingSettings(BaseSettings):
         "from a thread of the server. Default: true.",
     )
     spool_rows: int = Field(
-        100_000,
+        200_000,
         ge=1_000,
         description="Rows the shared memory between the server and its publisher process holds "
-        "(~35 MB at 30 features): what arrives while the publisher flushes must fit (a burst "
+        "(~70 MB at 30 features): what arrives while the publisher flushes must fit (a burst "
         "of 1,000-row requests filled 56,000 rows of it during a 0.2 s flush); rows that do "
         "not fit are dropped and counted; a larger spool may cost tail latency at saturation "
-        "(BENCHMARKS.md). Default: 100000.",
+        "(BENCHMARKS.md). Default: 200000.",
     )
     max_batch_rows: int = Field(
         1000, gt=0, le=100_000, description="Most rows one request may carry. Default: 1000."
