@@ -79,8 +79,8 @@ class ProcessLandingWriter:
     200,000 rows; another had 100,000 at +1.1), but 100,000 rows dropped 15,000 of the
     burst once, so the default is 200,000. Rows the ring cannot take are dropped and
     counted, as are rows the publisher's own buffer (``max_buffer_rows``, while the landing
-    zone refuses writes) cannot take. The ring
-    stays mapped after :meth:`close`, so :meth:`stats` keeps answering.
+    zone refuses writes) cannot take. The ring stays mapped after :meth:`close`, so
+    :meth:`stats` keeps answering.
 
     If the publisher dies it is restarted on the same ring (rows it had taken and not
     published are counted as dropped). If this process dies, even by SIGKILL, the
