@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -234,22 +235,35 @@ class ProcessLandingWriter:
         if self._proc is not None:
             return self
         self._spawn()
+        try:
+            self._wait_for_publisher(
+                lambda: self._ring.get(sp.READY) == self._proc.pid, "be ready", timeout, 0.01
+            )
+        except LandingError:
+            if self._proc.poll() is None:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None  # so that start() can be tried again
+            raise
+        return self
+
+    def _wait_for_publisher(
+        self, done: Callable[[], bool], goal: str, timeout: float, pause: float
+    ) -> None:
+        """Poll ``done`` until it holds; LandingError if the publisher exits or time runs out."""
         proc = self._proc
         deadline = time.monotonic() + timeout
-        while self._ring.get(sp.READY) != proc.pid:
+        while not done():
             if proc.poll() is not None:
                 raise LandingError(
                     f"the publisher of replica {self.replica} exited with {proc.returncode} "
-                    "before it was ready (its error is in this process's log)"
+                    f"before it could {goal} (its error is in this process's log)"
                 )
             if time.monotonic() > deadline:
-                proc.kill()
-                proc.wait()
                 raise LandingError(
-                    f"the publisher of replica {self.replica} was not ready within {timeout:g} s"
+                    f"the publisher of replica {self.replica} did not {goal} within {timeout:g} s"
                 )
-            time.sleep(0.01)
-        return self
+            time.sleep(pause)
 
     def _spawn(self) -> None:
         self._ring.set(sp.READY, 0)
@@ -271,8 +285,12 @@ class ProcessLandingWriter:
             pass_fds=(self._ring.fd, self._wake),
             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
         )
-        self._proc.stdin.write(pickle.dumps(config))
-        self._proc.stdin.close()
+        try:
+            self._proc.stdin.write(pickle.dumps(config))
+            self._proc.stdin.close()
+        except BrokenPipeError:
+            # it exited before reading its config: start() or the next flush reports how
+            pass
 
     def _check_publisher(self) -> None:
         """Restart a publisher that died; rows it had taken and not published are lost."""
@@ -303,19 +321,17 @@ class ProcessLandingWriter:
         """
         with self._lock:
             self._check_publisher()
+        if self._proc is None:
+            raise LandingError(f"the publisher of replica {self.replica} is not running")
         ring = self._ring
         before = self.stats().flushed_rows
         errors = ring.get(sp.FLUSH_ERRORS)
         request = ring.get(sp.FLUSH_REQUEST) + 1
         ring.set(sp.FLUSH_REQUEST, request)
         self._wake_publisher()
-        deadline = time.monotonic() + timeout
-        while ring.get(sp.FLUSH_DONE) < request:
-            if self._proc is None or self._proc.poll() is not None:
-                raise LandingError(f"the publisher of replica {self.replica} is not running")
-            if time.monotonic() > deadline:
-                raise LandingError(f"the publisher did not flush within {timeout:g} s")
-            time.sleep(0.002)
+        self._wait_for_publisher(
+            lambda: ring.get(sp.FLUSH_DONE) >= request, "flush", timeout, 0.002
+        )
         published = self.stats().flushed_rows - before
         if ring.get(sp.FLUSH_ERRORS) != errors:
             raise LandingError(
