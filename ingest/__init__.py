@@ -6,92 +6,72 @@ functions in :mod:`ingest.reader` and records its progress with :func:`mark_seal
 This package depends on neither.
 """
 
-from ingest.compaction import CompactionPolicy, CompactionReport, compact
-from ingest.errors import (
-    CheckpointError,
-    ConfigError,
-    CorruptFileError,
-    DriftlakeError,
-    FileVanishedError,
-    LandingError,
-    SchemaError,
-)
-from ingest.process_writer import ProcessLandingWriter, process_writer_supported
-from ingest.progress import ProgressMark, hold, mark_sealed, sealed_before
-from ingest.quarantine import list_quarantined, quarantine
-from ingest.reader import (
-    LandingFile,
-    RowSelection,
-    landing_files,
-    list_landing,
-    read_file,
-    read_keys,
-    read_landing,
-    read_rows,
-    scan_landing,
-)
-from ingest.reference import Reference, load_reference
-from ingest.retention import RetentionPolicy, RetentionReport, retain
-from ingest.schema import (
-    MODEL_VERSION,
-    PREDICTION,
-    REPLICA,
-    REQUEST_ID,
-    SCORE,
-    TS,
-    FeatureSpec,
-    ModelSchema,
-    schema_from_columns,
-    unify_schemas,
-)
-from ingest.storage import StoredFile, Warehouse
-from ingest.writer import LandingWriter, WriterStats
+from __future__ import annotations
 
-__all__ = [
-    "MODEL_VERSION",
-    "PREDICTION",
-    "REPLICA",
-    "REQUEST_ID",
-    "SCORE",
-    "TS",
-    "CheckpointError",
-    "CompactionPolicy",
-    "CompactionReport",
-    "ConfigError",
-    "CorruptFileError",
-    "DriftlakeError",
-    "FeatureSpec",
-    "FileVanishedError",
-    "LandingError",
-    "LandingFile",
-    "LandingWriter",
-    "ModelSchema",
-    "ProcessLandingWriter",
-    "ProgressMark",
-    "Reference",
-    "RetentionPolicy",
-    "RetentionReport",
-    "RowSelection",
-    "SchemaError",
-    "StoredFile",
-    "Warehouse",
-    "WriterStats",
-    "compact",
-    "hold",
-    "landing_files",
-    "list_landing",
-    "list_quarantined",
-    "load_reference",
-    "mark_sealed",
-    "process_writer_supported",
-    "quarantine",
-    "read_file",
-    "read_keys",
-    "read_landing",
-    "read_rows",
-    "retain",
-    "scan_landing",
-    "schema_from_columns",
-    "sealed_before",
-    "unify_schemas",
-]
+import importlib
+
+# each name and the module that holds it, imported when first used (PEP 562): the
+# publisher process needs only the writer, and importing Polars (reader, compaction) would
+# add ~0.4 s to every publisher start, and its thread pools, to every replica
+_EXPORTS = {
+    "MODEL_VERSION": "schema",
+    "PREDICTION": "schema",
+    "REPLICA": "schema",
+    "REQUEST_ID": "schema",
+    "SCORE": "schema",
+    "TS": "schema",
+    "CheckpointError": "errors",
+    "CompactionPolicy": "compaction",
+    "CompactionReport": "compaction",
+    "ConfigError": "errors",
+    "CorruptFileError": "errors",
+    "DriftlakeError": "errors",
+    "FeatureSpec": "schema",
+    "FileVanishedError": "errors",
+    "LandingError": "errors",
+    "LandingFile": "reader",
+    "LandingWriter": "writer",
+    "ModelSchema": "schema",
+    "ProcessLandingWriter": "process_writer",
+    "ProgressMark": "progress",
+    "Reference": "reference",
+    "RetentionPolicy": "retention",
+    "RetentionReport": "retention",
+    "RowSelection": "reader",
+    "SchemaError": "errors",
+    "StoredFile": "storage",
+    "Warehouse": "storage",
+    "WriterStats": "writer",
+    "compact": "compaction",
+    "hold": "progress",
+    "landing_files": "reader",
+    "list_landing": "reader",
+    "list_quarantined": "quarantine",
+    "load_reference": "reference",
+    "mark_sealed": "progress",
+    "process_writer_supported": "process_writer",
+    "quarantine": "quarantine",
+    "read_file": "reader",
+    "read_keys": "reader",
+    "read_landing": "reader",
+    "read_rows": "reader",
+    "retain": "retention",
+    "scan_landing": "reader",
+    "schema_from_columns": "schema",
+    "sealed_before": "progress",
+    "unify_schemas": "schema",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ingest' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"ingest.{module}"), name)
+    globals()[name] = value  # later lookups do not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
