@@ -31,13 +31,20 @@ log = logging.getLogger("driftlake.ingest.publisher")
 # 50 ms cost the server +24 us of CPU per request and one every 200 ms +13 us
 # (BENCHMARKS.md). So it looks only when a flush is due (the oldest row it holds, or the
 # oldest in the spool, is FLUSH_INTERVAL old: once a second by default) or the spool would
-# be an eighth full at the rate it filled since the last look, whichever comes first, and
+# be an eighth full (LOOK_BYTES at most) at the rate it filled since the last look,
+# whichever comes first, and
 # at least every MAX_PAUSE (how soon an orphan notices); with nothing held or written, every
 # POLL (a row arriving then is due FLUSH_INTERVAL after it was accepted, not after it was
 # seen). A burst from a standstill does not wait out the pause: the server wakes the
 # publisher (an eventfd) once the spool is a quarter full, and flush() and close() wake it.
 POLL, BUSY_POLL, MAX_PAUSE = 0.2, 0.005, 1.0
 FILL_AT = 1 / 8
+# A request path that finds the spool emptied starts again at its front (ingest.spool), so
+# the memory it writes is what arrives between two looks: with a 70 MB spool an eighth is
+# 8.7 MB, 2 MB stays nearer the server's core. Measured at 32 rows x 32 connections beside
+# 8.7 MB looks: 1.05x the throughput, pooled p99 -3.1 ms (BENCHMARKS.md, session 9); at
+# one-row requests 2 MB takes over a second, so there the flush interval sets the pace.
+LOOK_BYTES = 2 << 20
 # The publisher's priority. Normally nice 5: under CPU contention the server's request path
 # goes first, and the publisher still gets about a quarter of a core. Where the server may
 # raise it again (see ingest.process_writer.may_raise_publisher), the publisher drops to
@@ -59,14 +66,14 @@ def serve(
     n_features = len(writer.schema.features)
     backoff = retry_at = 0.0
     deadline = None
-    seen, seen_at = ring.get(sp.WRITE_POS), time.monotonic()
+    seen, seen_at = ring.written(), time.monotonic()
     # every record a take finds was written after the previous take began (records from
     # before this publisher started: after it started), which bounds how old a row's own
     # timestamp may make it look, whatever a caller's clock said
     looked_at = seen_at
     while True:
         now = time.monotonic()
-        written = ring.get(sp.WRITE_POS)
+        written = ring.written()
         rate = (written - seen) / max(now - seen_at, 1e-3)  # bytes/s since the last look
         seen, seen_at = written, now
         stop_ms = ring.get(sp.STOP)
@@ -128,7 +135,7 @@ def serve(
             idle = deadline is None and used < ring.capacity * IDLE_BELOW
             set_policy(os.getpid(), os.SCHED_IDLE if idle else os.SCHED_OTHER)
         due_in = _due_in(ring, writer, retry_at, looked_at)
-        seconds = pause(ring.capacity * FILL_AT - used, rate, due_in)
+        seconds = pause(min(ring.capacity * FILL_AT, LOOK_BYTES) - used, rate, due_in)
         if wake_fd < 0:
             time.sleep(seconds)
         elif select.select([wake_fd], [], [], seconds)[0]:

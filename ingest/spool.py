@@ -14,6 +14,16 @@ producer writes a record's bytes before it advances ``write_pos``, and the consu
 ``write_pos`` before the bytes: correct where one core's stores become visible to another
 in program order, which x86-64 guarantees (TSO) and arm64 does not; hence
 :func:`ingest.process_writer.process_writer_supported`.
+
+The ring is sized for the publisher's longest stall (a flush on a saturated machine), but
+most of the time the publisher takes everything several times a second. So a producer that
+finds the ring empty at least REWIND_AT into it starts again at 0: the memory it writes
+stays the few MB written between two looks, not the whole ring (put_block in a loop: 1.6 us
+with a 1.3 MB ring, 2.5 us with 64 MB; in a loaded server, with looks every 2 MB, the
+server's CPU a request fell from 0.430 to 0.402 ms, BENCHMARKS.md session 9). It records
+the skip, from ``skip_from`` to ``skip_to`` (the next lap's start), in the header rather
+than as a pad record: the skipped bytes hold nothing, so the producer may fill them again
+at once, and the consumer, finding ``read_pos`` at ``skip_from``, jumps.
 """
 
 from __future__ import annotations
@@ -44,7 +54,10 @@ FLUSH_DONE = 12  # consumer: the last FLUSH_REQUEST served
 FLUSH_ERRORS = 13  # consumer: FLUSH_REQUESTs that ended with rows unpublished
 STOP = 14  # producer: nonzero = publish everything and exit, retrying for this many ms
 READY = 15  # consumer: its pid, once it has mapped the ring and is about to take records
-SLOTS = 16
+SKIP_FROM = 16  # producer: where it last left the ring empty to start again at 0 ...
+SKIP_TO = 17  # producer: ... which is here (written before SKIP_FROM, both before WRITE_POS)
+SKIPPED = 18  # producer: bytes ever skipped that way
+SLOTS = 24
 HEADER = SLOTS * 8
 
 BLOCK, ARROW, PAD = 1, 2, 3
@@ -59,6 +72,7 @@ _HEAD = np.dtype(  # the same header, for reading many records' headers with num
     }
 )
 _ALIKE_MIN = 8  # fewer alike records than this are cheaper to read one by one
+REWIND_AT = 1 << 20
 
 
 def _align(n: int) -> int:
@@ -101,7 +115,23 @@ class Spool:
 
     def used(self) -> int:
         """Bytes written and not yet taken (records, pads and skipped tails)."""
-        return self.header[WRITE_POS] - self.header[READ_POS]
+        w = self.header[WRITE_POS]
+        return w - self._read_pos(w)
+
+    def written(self) -> int:
+        """Bytes ever written, not counting laps left early (see REWIND_AT)."""
+        return self.header[WRITE_POS] - self.header[SKIPPED]
+
+    def _read_pos(self, w: int) -> int:
+        """``read_pos``, or past the skip that starts there, given a ``write_pos`` read
+        before (the producer writes the skip's slots before it advances ``write_pos``)."""
+        header = self.header
+        r = header[READ_POS]
+        if r == header[SKIP_FROM]:
+            to = header[SKIP_TO]
+            if to <= w:  # else a skip that ``w`` does not include yet
+                return to
+        return r
 
     def add(self, slot: int, n: int) -> None:
         """Add to a slot only this process writes."""
@@ -112,10 +142,18 @@ class Spool:
         """Offset where ``size`` bytes can go (after a pad record if needed), or None."""
         header = self.header
         w = header[WRITE_POS]
+        r = self._read_pos(w)
         at = w % self.capacity
+        if r == w and at >= REWIND_AT:  # empty: start again where the cache still holds
+            to = w + self.capacity - at
+            header[SKIP_TO] = to
+            header[SKIP_FROM] = w
+            header[SKIPPED] += to - w
+            header[WRITE_POS] = r = w = to
+            at = 0
         tail = self.capacity - at
         need = size if tail >= size else tail + size
-        if w - header[READ_POS] + need > self.capacity:
+        if w - r + need > self.capacity:
             return None
         if tail < size:
             if tail >= _REC.size:
@@ -192,7 +230,8 @@ class Spool:
     def first_ts(self) -> int | None:
         """``ts_us`` of the first record not yet taken (0 for an Arrow record, which carries
         none), or None if the ring is empty: when the oldest unread row was accepted."""
-        r, w = self.header[READ_POS], self.header[WRITE_POS]
+        w = self.header[WRITE_POS]
+        r = self._read_pos(w)
         while r < w:
             at = r % self.capacity
             if self.capacity - at < _REC.size:  # a skipped tail
@@ -212,7 +251,8 @@ class Spool:
         Arrow record comes as its ``pa.RecordBatch``.
         """
         data, capacity, unpack = self._data, self.capacity, _REC.unpack_from
-        r, w = self.header[READ_POS], self.header[WRITE_POS]
+        w = self.header[WRITE_POS]
+        r = self._read_pos(w)
         out: list[Run | pa.RecordBatch] = []
         blocks: list[tuple] = []  # the run so far: (ts, rows, offset, id and version length)
         has_score = 0

@@ -145,6 +145,48 @@ def test_a_small_ring_wraps_many_times_and_keeps_every_row_once(tmp_path):
     assert s.buffered_rows == 0
 
 
+def test_an_emptied_ring_starts_again_at_its_front_and_the_consumer_follows():
+    ring = sp.Spool.create(3 * sp.REWIND_AT)
+    x, pred = np.arange(32 * 3, dtype=float).reshape(32, 3), np.ones(32)
+    ids = []
+    while ring.get(sp.WRITE_POS) < sp.REWIND_AT:
+        ids.append(f"r{len(ids)}")
+        assert ring.put_block(1, ids[-1], x, pred, None, "v1")
+    record = ring.get(sp.WRITE_POS) // len(ids)
+    taken = ring.take(3)
+    assert ring.used() == 0
+    assert ring.put_block(2, "next", x + 1, pred, None, "v1")
+    # at the front, not where the last lap left off; the skipped bytes are not "written"
+    assert ring.get(sp.WRITE_POS) % ring.capacity == record
+    assert ring.get(sp.SKIPPED) == ring.capacity - len(ids) * record
+    assert ring.written() == (len(ids) + 1) * record
+    assert ring.used() == record
+    (after,) = ring.take(3)
+    taken_ids = [i for run in taken for i in run.prefixes.to_pylist()]
+    assert taken_ids == ids and after.prefixes.to_pylist() == ["next"]
+    np.testing.assert_array_equal(after.features, x + 1)
+    assert ring.used() == 0 and ring.get(sp.READ_POS) == ring.get(sp.WRITE_POS)
+    ring.close()
+
+
+def test_a_ring_emptied_many_times_over_keeps_every_row_once(tmp_path):
+    # ~22,000 rows of room: every time the publisher empties it past REWIND_AT the
+    # request path starts again at its front, while the publisher may be reading
+    wh = Warehouse(tmp_path / "wh")
+    writer = process_writer(wh, spool_rows=22_000, flush_rows=5_000, flush_interval=0.05)
+    writer.start()
+    accepted = []
+    for i, (ts, prefix, x, pred, score, version) in enumerate(requests(seed=4, n=6000)):
+        while not writer.append_block(ts, prefix, x, pred, score, version):
+            pass
+        accepted += [f"{prefix}-{j}" for j in range(x.shape[0])]
+        if i % 150 == 0:  # a pause in the traffic: the publisher empties the ring
+            wait_until(lambda: writer._ring.used() == 0, timeout=10)
+    writer.close()
+    assert writer._ring.get(sp.SKIPPED) > writer._ring.capacity  # several skips
+    assert sorted(landed(wh)["request_id"].to_pylist()) == sorted(accepted)
+
+
 def test_a_full_ring_drops_and_counts_without_blocking(tmp_path):
     wh = Warehouse(tmp_path / "wh")
     writer = process_writer(wh, spool_rows=20)  # not started: nobody empties the ring
