@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import importlib
 
+# a function named like its module: importing the module binds the module's name here, so
+# these are bound now (ingest.quarantine needs nothing the writer does not)
+from ingest.quarantine import list_quarantined, quarantine
+
 # each name and the module that holds it, imported when first used (PEP 562): the
 # publisher process needs only the writer, and importing Polars (reader, compaction) would
 # add ~0.4 s to every publisher start, and its thread pools, to every replica
@@ -46,11 +50,9 @@ _EXPORTS = {
     "hold": "progress",
     "landing_files": "reader",
     "list_landing": "reader",
-    "list_quarantined": "quarantine",
     "load_reference": "reference",
     "mark_sealed": "progress",
     "process_writer_supported": "process_writer",
-    "quarantine": "quarantine",
     "read_file": "reader",
     "read_keys": "reader",
     "read_landing": "reader",
@@ -61,7 +63,7 @@ _EXPORTS = {
     "sealed_before": "progress",
     "unify_schemas": "schema",
 }
-__all__ = list(_EXPORTS)
+__all__ = [*_EXPORTS, "list_quarantined", "quarantine"]
 
 
 def __getattr__(name: str) -> object:
