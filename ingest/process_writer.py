@@ -71,17 +71,18 @@ class ProcessLandingWriter:
     Parameters are LandingWriter's, plus ``spool_rows``: how many rows of the schema the
     shared-memory ring holds between the request path and the publisher (~70 MB for 30
     features). The publisher takes rows out whenever a flush is due, and often enough that
-    the ring stays under an eighth full at the rate it fills, but not while it flushes, so
-    the ring must hold what arrives during a flush: a burst of 1,000-row requests filled
-    up to 56,000 rows' worth of it while a first flush took 0.2 s on a saturated 2-core
-    machine (tests/integration/test_serving.py), and a ring of 50,000 rows dropped a
-    quarter of the burst. Larger rings may cost tail latency at saturation (one run in
-    BENCHMARKS.md: pooled p99 +2.4, +4.8, +7.7 ms over capture off at 50,000, 100,000,
-    200,000 rows; another had 100,000 at +1.1), but 100,000 rows dropped 15,000 of the
-    burst once, so the default is 200,000. Rows the ring cannot take are dropped and
-    counted, as are rows the publisher's own buffer (``max_buffer_rows``, while the landing
-    zone refuses writes) cannot take. The ring stays mapped after :meth:`close`, so
-    :meth:`stats` keeps answering.
+    the ring stays under an eighth full (2 MB at most) at the rate it fills, but not while
+    it flushes, so the ring must hold what arrives during a flush: a burst of 1,000-row
+    requests filled up to 56,000 rows' worth of it while a first flush took 0.2 s on a
+    saturated 2-core machine (tests/integration/test_serving.py), a ring of 50,000 rows
+    dropped a quarter of the burst, and one of 100,000 rows dropped 15,000 once. So the
+    default is 200,000. A larger ring used to cost tail latency at saturation (pooled p99
+    +2.4, +4.8, +7.7 ms over capture off at 50,000, 100,000, 200,000 rows in one run),
+    perhaps because the request path wrote a whole lap of it; now it starts again at the
+    front whenever it finds the ring emptied (ingest.spool). Rows the ring cannot take are
+    dropped and counted, as are rows the publisher's own buffer (``max_buffer_rows``, while
+    the landing zone refuses writes) cannot take. The ring stays mapped after
+    :meth:`close`, so :meth:`stats` keeps answering.
 
     If the publisher dies it is restarted on the same ring (rows it had taken and not
     published are counted as dropped). If this process dies, even by SIGKILL, the
