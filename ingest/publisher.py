@@ -32,11 +32,11 @@ log = logging.getLogger("driftlake.ingest.publisher")
 # (BENCHMARKS.md). So it looks only when a flush is due (the oldest row it holds, or the
 # oldest in the spool, is FLUSH_INTERVAL old: once a second by default) or the spool would
 # be an eighth full (LOOK_BYTES at most) at the rate it filled since the last look,
-# whichever comes first, and
-# at least every MAX_PAUSE (how soon an orphan notices); with nothing held or written, every
-# POLL (a row arriving then is due FLUSH_INTERVAL after it was accepted, not after it was
-# seen). A burst from a standstill does not wait out the pause: the server wakes the
-# publisher (an eventfd) once the spool is a quarter full, and flush() and close() wake it.
+# whichever comes first, and at least every MAX_PAUSE (how soon an orphan notices); with
+# nothing held or written, every POLL (a row arriving then is due FLUSH_INTERVAL after it
+# was accepted, not after it was seen). A burst from a standstill does not wait out the
+# pause: the server wakes the publisher (an eventfd) once the spool is a quarter full, and
+# flush() and close() wake it.
 POLL, BUSY_POLL, MAX_PAUSE = 0.2, 0.005, 1.0
 FILL_AT = 1 / 8
 # A request path that finds the spool emptied starts again at its front (ingest.spool), so
