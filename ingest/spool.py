@@ -23,7 +23,10 @@ with a 1.3 MB ring, 2.5 us with 64 MB; in a loaded server, with looks every 2 MB
 server's CPU a request fell from 0.430 to 0.402 ms, BENCHMARKS.md session 9). It records
 the skip, from ``skip_from`` to ``skip_to`` (the next lap's start), in the header rather
 than as a pad record: the skipped bytes hold nothing, so the producer may fill them again
-at once, and the consumer, finding ``read_pos`` at ``skip_from``, jumps.
+at once, and the consumer, finding ``read_pos`` at ``skip_from``, jumps. Under a steady
+stream it seldom finds the ring empty (requests arrive while a take copies): at 32 rows x 32
+connections about once a lap (BENCHMARKS.md session 10), so it is pauses in the traffic that
+bring it back to the front.
 """
 
 from __future__ import annotations
@@ -85,7 +88,8 @@ class Spool:
     def __init__(self, fd: int, capacity: int) -> None:
         self.fd = fd
         self.capacity = capacity
-        self._mm = mmap.mmap(fd, HEADER + capacity)
+        # every page mapped now, not at its first write: see create()
+        self._mm = mmap.mmap(fd, HEADER + capacity, flags=mmap.MAP_SHARED | mmap.MAP_POPULATE)
         # a memoryview of uint64: indexing it is several times cheaper than a numpy array's
         self.header = memoryview(self._mm)[:HEADER].cast("Q")
         self._data = memoryview(self._mm)[HEADER:]
@@ -93,10 +97,17 @@ class Spool:
 
     @classmethod
     def create(cls, capacity: int) -> Spool:
-        """A new zeroed ring in a fresh memfd (inheritable, so a child can map it)."""
+        """A new zeroed ring in a fresh memfd (inheritable, so a child can map it).
+
+        Its memory is allocated here, before the server serves: left to the first lap, each
+        page's first write faulted on the request path (a put 7.5 us instead of 2.5 in a
+        loop; in a loaded server the first ~6 s of traffic ran 25% slower, BENCHMARKS.md
+        session 10).
+        """
         capacity = _align(capacity)
         fd = os.memfd_create("driftlake-spool", 0)
         os.ftruncate(fd, HEADER + capacity)
+        os.posix_fallocate(fd, 0, HEADER + capacity)
         os.set_inheritable(fd, True)
         return cls(fd, capacity)
 

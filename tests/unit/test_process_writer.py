@@ -3,7 +3,9 @@ fills, and survives its publisher being killed."""
 
 from __future__ import annotations
 
+import mmap
 import os
+import resource
 import signal
 import sys
 import time
@@ -143,6 +145,19 @@ def test_a_small_ring_wraps_many_times_and_keeps_every_row_once(tmp_path):
     # the retried appends above were counted as captured-and-dropped each time they failed
     assert s.flushed_rows == len(accepted) == s.captured_rows - s.dropped_rows
     assert s.buffered_rows == 0
+
+
+def test_a_new_ring_is_in_memory_before_its_first_lap():
+    # its pages are allocated and mapped at creation: the request path never faults them in
+    ring = sp.Spool.create(8 << 20)
+    x, pred = np.ones((32, 30)), np.ones(32)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    while ring.put_block(1, "r", x, pred, None, "v1"):
+        pass  # never taken: one whole lap, up to full
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    assert ring.get(sp.WRITE_POS) > ring.capacity - 10_000
+    assert faults < ring.capacity // mmap.PAGESIZE // 20, faults  # 2,048 pages
+    ring.close()
 
 
 def test_an_emptied_ring_starts_again_at_its_front_and_the_consumer_follows():
