@@ -356,6 +356,7 @@ class LandingWriter:
                     # readers prune landing files by time only; compaction writes statistics
                     # for every column (they cost ~15% of an uncompressed flush)
                     write_statistics=[TS],
+                    cache=False,  # the page cache is the server's memory (ingest.storage)
                 )
             except (LandingError, OSError) as exc:
                 if hours is None:

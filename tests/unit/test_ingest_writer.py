@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import mmap
+import os
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -75,6 +78,33 @@ def test_interval_flush_publishes_without_close(tmp_path):
         writer._wake.wait(0.05)
     assert writer.stats().flushed_rows == 5
     writer.close()
+
+
+def cached_pages(path: str) -> tuple[int, int]:
+    """(pages of the file at ``path`` in the page cache, pages it has), by mincore(2)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), size, access=mmap.ACCESS_COPY) as mm:
+        pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+        vec = (ctypes.c_ubyte * pages)()
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+        # the temporary c_char is gone by the time mm closes: no buffer export outlives it
+        start = ctypes.addressof(ctypes.c_char.from_buffer(mm))
+        assert libc.mincore(start, size, vec) == 0, os.strerror(ctypes.get_errno())
+        return sum(v & 1 for v in vec), pages
+
+
+def test_landing_files_leave_the_page_cache_and_other_files_keep_it(tmp_path):
+    wh = Warehouse(tmp_path / "wh")
+    writer = LandingWriter(wh, SCHEMA, "r1", flush_rows=10**6, flush_interval=60)
+    writer.append(batch(20_000, datetime.now(UTC)))
+    writer.close()
+    (landed,) = list_landing(wh, "demo")
+    resident, pages = cached_pages(wh.uri(landed.path))
+    assert pages > 10 and resident == 0
+    wh.publish_table(pa.Table.from_batches([batch(20_000, datetime.now(UTC))]), "other.parquet")
+    resident, pages = cached_pages(wh.uri("other.parquet"))
+    assert pages > 10 and resident == pages
 
 
 def test_full_buffer_drops_and_counts(tmp_path):
