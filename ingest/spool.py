@@ -39,6 +39,7 @@ import numpy as np
 import pyarrow as pa
 
 from ingest.blocks import Run
+from ingest.errors import LandingError
 
 # header slots (uint64); the comment names the only process that writes each
 WRITE_POS = 0  # producer: bytes ever written
@@ -100,14 +101,23 @@ class Spool:
         """A new zeroed ring in a fresh memfd (inheritable, so a child can map it).
 
         Its memory is allocated here, before the server serves: left to the first lap, each
-        page's first write faulted on the request path (a put 7.5 us instead of 2.5 in a
+        page's first write faulted on the request path (a put 7.5 us instead of 2.9 in a
         loop; in a loaded server the first ~6 s of traffic ran 25% slower, BENCHMARKS.md
-        session 10).
+        session 10), and memory a container cannot give fails here, not as a SIGBUS there.
+
+        Raises LandingError if the memory cannot be allocated.
         """
         capacity = _align(capacity)
         fd = os.memfd_create("driftlake-spool", 0)
-        os.ftruncate(fd, HEADER + capacity)
-        os.posix_fallocate(fd, 0, HEADER + capacity)
+        try:
+            os.ftruncate(fd, HEADER + capacity)
+            os.posix_fallocate(fd, 0, HEADER + capacity)
+        except OSError as exc:
+            os.close(fd)
+            raise LandingError(
+                f"cannot allocate the {(HEADER + capacity) / 2**20:.1f} MB capture spool in "
+                f"memory ({exc.strerror}): give the server more memory or fewer spool rows"
+            ) from exc
         os.set_inheritable(fd, True)
         return cls(fd, capacity)
 
