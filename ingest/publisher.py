@@ -39,11 +39,12 @@ log = logging.getLogger("driftlake.ingest.publisher")
 # flush() and close() wake it.
 POLL, BUSY_POLL, MAX_PAUSE = 0.2, 0.005, 1.0
 FILL_AT = 1 / 8
-# A request path that finds the spool emptied starts again at its front (ingest.spool), so
-# the memory it writes is what arrives between two looks: with a 70 MB spool an eighth is
-# 8.7 MB, 2 MB stays nearer the server's core. Measured at 32 rows x 32 connections beside
-# 8.7 MB looks: 1.05x the throughput, pooled p99 -3.1 ms (BENCHMARKS.md, session 9); at
-# one-row requests 2 MB takes over a second, so there the flush interval sets the pace.
+# A request path that finds the spool emptied starts again at its front (ingest.spool),
+# which needs looks more often than every eighth (8.7 MB of a 70 MB spool); under a steady
+# stream it seldom finds it empty even so (session 10). Measured at 32 rows x 32
+# connections beside 8.7 MB looks: 1.05x the throughput, pooled p99 -3.1 ms (BENCHMARKS.md,
+# session 9); at one-row requests 2 MB takes over a second, so there the flush interval
+# sets the pace.
 LOOK_BYTES = 2 << 20
 # The publisher's priority. Normally nice 5: under CPU contention the server's request path
 # goes first, and the publisher still gets about a quarter of a core. Where the server may

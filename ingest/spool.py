@@ -17,10 +17,10 @@ in program order, which x86-64 guarantees (TSO) and arm64 does not; hence
 
 The ring is sized for the publisher's longest stall (a flush on a saturated machine), but
 most of the time the publisher takes everything several times a second. So a producer that
-finds the ring empty at least REWIND_AT into it starts again at 0: the memory it writes
-stays the few MB written between two looks, not the whole ring (put_block in a loop: 1.6 us
-with a 1.3 MB ring, 2.5 us with 64 MB; in a loaded server, with looks every 2 MB, the
-server's CPU a request fell from 0.430 to 0.402 ms, BENCHMARKS.md session 9). It records
+finds the ring empty at least REWIND_AT into it starts again at 0, in memory that is still
+in cache, not the rest of a 70 MB lap (put_block in a loop: 1.6 us with a 1.3 MB ring,
+2.5 us with 64 MB; in a loaded server, with looks every 2 MB, the server's CPU a request
+fell from 0.430 to 0.402 ms, BENCHMARKS.md session 9). It records
 the skip, from ``skip_from`` to ``skip_to`` (the next lap's start), in the header rather
 than as a pad record: the skipped bytes hold nothing, so the producer may fill them again
 at once, and the consumer, finding ``read_pos`` at ``skip_from``, jumps. Under a steady

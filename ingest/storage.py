@@ -109,7 +109,11 @@ class Warehouse:
                 write_statistics=write_statistics,
                 filesystem=self.fs,
             )
-            _make_durable(tmp, cache)
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                _make_durable(fd, cache)
+            finally:
+                os.close(fd)
             self.fs.move(tmp, dest)
         except OSError as exc:
             self._discard(tmp)
@@ -118,7 +122,7 @@ class Warehouse:
         return StoredFile(rel, info.size, info.mtime_ns or 0)
 
     def write_bytes(self, rel: str, data: bytes) -> None:
-        """Replace the small object at ``rel`` atomically (write temp, fsync, rename)."""
+        """Replace the small object at ``rel`` atomically (write temp, fdatasync, rename)."""
         tmp = self._staging_file(rel)
         dest = self.uri(rel)
         try:
@@ -127,7 +131,7 @@ class Warehouse:
             with open(tmp, "wb") as fh:
                 fh.write(data)
                 fh.flush()
-                os.fsync(fh.fileno())
+                _make_durable(fh.fileno(), cache=True)
             os.replace(tmp, dest)
         except OSError as exc:
             self._discard(tmp)
@@ -221,8 +225,8 @@ class Warehouse:
                 raise
 
 
-def _make_durable(path: str, cache: bool) -> None:
-    """fdatasync the file at ``path``, then unless ``cache`` drop its (now clean) pages.
+def _make_durable(fd: int, cache: bool) -> None:
+    """fdatasync the file open as ``fd``, then unless ``cache`` drop its (now clean) pages.
 
     A replica's landing files are what its host writes most (~25 MB/s at 32-row requests)
     and reads least: analytics reads each once, seconds later, usually on another host.
@@ -231,10 +235,6 @@ def _make_durable(path: str, cache: bool) -> None:
     as the benchmark machine does, every new page-cache page costs a host fault: the
     publisher's system time tripled after 30 s (BENCHMARKS.md, session 10).
     """
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fdatasync(fd)
-        if not cache:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
+    os.fdatasync(fd)
+    if not cache:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
