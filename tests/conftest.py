@@ -29,7 +29,8 @@ def require_binary(name: str) -> str:
         return path
     reason = (
         f"{name} is not installed: install Debian's package "
-        "(apt-get install nginx prometheus prometheus-pushgateway docker-compose)"
+        "(apt-get install nginx prometheus prometheus-pushgateway prometheus-alertmanager "
+        "docker-compose chromium; .ci/run does)"
     )
     if REQUIRE_INTEGRATION:
         pytest.fail(reason + " -- DRIFTLAKE_REQUIRE_INTEGRATION=1 makes this a failure")
