@@ -17,7 +17,9 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +29,7 @@ import httpx
 import numpy as np
 import orjson
 import polars as pl
+from distributed import Client
 from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
@@ -49,6 +52,19 @@ def parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def parse_dashboard(text: str) -> str | None:
+    """Return a ``HOST:PORT`` dashboard address, or None for ``off``/``none``/``false``."""
+    value = text.strip()
+    if value.lower() in {"off", "none", "false", "no"}:
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(
+            f"expected HOST:PORT (e.g. 127.0.0.1:8787, port 0 = any free one) or off, got {text!r}"
+        )
+    return value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="run.py", description="Stream rows at a driftlake gateway (or an embedded one)."
@@ -65,6 +81,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--window-size", type=int, default=200, help="embedded: rows per window")
     p.add_argument("--warehouse", default=None, help="embedded: warehouse root")
+    p.add_argument(
+        "--dask-dashboard",
+        type=parse_dashboard,
+        default="127.0.0.1:0",
+        metavar="HOST:PORT|off",
+        help="embedded: Dask dashboard address (default a free loopback port; off disables it)",
+    )
     p.add_argument(
         "--embedded", action="store_true", help="start the embedded pipeline even if --url answers"
     )
@@ -156,6 +179,36 @@ def model_server(warehouse: Path, port: int, flush_interval: float):
         log.close()
 
 
+@contextmanager
+def start_cluster(settings: AnalyticsSettings) -> Iterator[Client]:
+    """Enter :func:`dask_client`, turning an unbindable dashboard address into a CLI message."""
+    # A taken dashboard port is not an error: distributed serves on a free one instead and
+    # warns; dashboard_line says so in one line rather than a raw warning.
+    warnings.filterwarnings("ignore", message=r"Port \d+ is already in use", category=UserWarning)
+    with ExitStack() as stack:
+        try:
+            client = stack.enter_context(dask_client(settings))
+        except RuntimeError as exc:
+            if settings.dashboard_address and isinstance(exc.__cause__, OSError):
+                raise SystemExit(
+                    f"run.py: the local Dask cluster did not start ({exc.__cause__}); expected "
+                    "--dask-dashboard to be an address of this host (e.g. 127.0.0.1:8787) "
+                    f"or off, got {settings.dashboard_address!r}"
+                ) from None
+            raise
+        yield client
+
+
+def dashboard_line(settings: AnalyticsSettings, client: Client) -> str:
+    """Say where the dashboard is, and that it moved if the requested port was taken."""
+    link = client.dashboard_link
+    wanted = int(settings.dashboard_address.rpartition(":")[2])
+    served = client.scheduler_info()["services"]["dashboard"]
+    if wanted and served != wanted:
+        return f"{link}  ({settings.dashboard_address} is in use; served here instead)"
+    return f"{link}  (while the demo runs)"
+
+
 @dataclass
 class LiveState:
     sent: int = 0
@@ -210,9 +263,11 @@ def main(argv: list[str] | None = None) -> int:
                 window_size=args.window_size,
                 interval=1.0,
                 n_workers=2,
-                dashboard_address=None,
+                dashboard_address=args.dask_dashboard,
             )
-            client = stack.enter_context(dask_client(settings))
+            client = stack.enter_context(start_cluster(settings))
+            if settings.dashboard_address:
+                console.print(f"Dask dashboard: {dashboard_line(settings, client)}")
             driver = Driver(settings, client)
             stop = threading.Event()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ from tests.conftest import ROOT, free_port
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 
-def demo(tmp_path, drift: str) -> str:
+def demo(tmp_path, drift: str, *flags: str) -> str:
     proc = subprocess.run(
         [
             sys.executable, "run.py",
@@ -21,6 +22,7 @@ def demo(tmp_path, drift: str) -> str:
             "--rate", "300",
             "--url", f"http://127.0.0.1:{free_port()}",  # nothing there: embedded pipeline
             "--warehouse", str(tmp_path / "wh"),
+            *flags,
         ],
         cwd=ROOT,
         capture_output=True,
@@ -35,6 +37,8 @@ def demo(tmp_path, drift: str) -> str:
 def test_drift_true_reports_drifted_windows_and_names_the_features(tmp_path):
     out = demo(tmp_path, "true")
     assert out.splitlines()[0].startswith("driftlake: nothing answers at")
+    # the Dask dashboard is on by default, on a free loopback port
+    assert re.match(r"Dask dashboard: http://127\.0\.0\.1:\d+/status", out.splitlines()[1])
     assert "DRIFT" in out
     drifted = next(line for line in out.splitlines() if line.startswith("drifted features"))
     for feature in ("mean radius", "mean texture", "worst area", "mean concavity"):
@@ -43,7 +47,8 @@ def test_drift_true_reports_drifted_windows_and_names_the_features(tmp_path):
 
 
 def test_drift_false_raises_no_dataset_drift_alarm(tmp_path):
-    out = demo(tmp_path, "false")
+    out = demo(tmp_path, "false", "--dask-dashboard", "off")
+    assert "Dask dashboard" not in out
     assert "windows tested: 6" in out
     assert "DRIFT" not in out
     assert "with dataset drift: 0" in out
