@@ -6,21 +6,24 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import polars as pl
 from distributed import Client, Future
 
-from analytics.chisq import chisq_test
+from analytics import stattests
+from analytics.columns import KindOutcome, test_kind
 from analytics.correction import Correction, correct
-from analytics.ks import ks_test
 from analytics.profile import ReferenceProfile
 from analytics.settings import AnalyticsSettings
+from analytics.stattests import KINDS, Kind, StatTest
 from analytics.windows import WindowPlan
 from ingest import RowSelection, Warehouse, read_rows
+from ingest.errors import ConfigError
 from ingest.paths import DRIFT, drift_window_path
 
 HISTORY_SCHEMA = {
@@ -55,13 +58,35 @@ HISTORY_SCHEMA = {
 
 @dataclass(frozen=True)
 class DetectConfig:
-    """How a window is judged."""
+    """How a window is judged: the registered test per column kind, and the thresholds.
+
+    ``numeric_test`` and ``categorical_test`` name :mod:`analytics.stattests` tests, resolved
+    here so a wrong name fails at startup; the resolved tests travel to the Dask workers with
+    the config (pickled by reference to their module, which need only be importable there).
+    """
 
     alpha: float = 0.05
     correction: Correction = "bonferroni"
     drift_share: float | None = None
     ks_method: str = "auto"
     min_statistic: float | None = None
+    numeric_test: str = "ks"
+    categorical_test: str = "chi2"
+    _tests: dict[Kind, StatTest] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        tests = {}
+        for kind in KINDS:
+            setting = f"{kind}_test"
+            try:
+                tests[kind] = stattests.get(getattr(self, setting), kind)
+            except ConfigError as exc:
+                raise ConfigError(f"{setting}: {exc} Fix the {setting} setting.") from None
+        object.__setattr__(self, "_tests", tests)
+
+    def test(self, kind: Kind) -> StatTest:
+        """The registered test applied to the columns of ``kind``."""
+        return self._tests[kind]
 
     @classmethod
     def from_settings(cls, settings: AnalyticsSettings) -> DetectConfig:
@@ -167,54 +192,35 @@ def run_window(
 ) -> WindowResult:
     """Read one window's rows, test every monitored column, and write its history file.
 
-    Rewriting a window (a retried task, a restarted driver) replaces the same file, so
-    history never holds a window twice.
+    Each column kind is tested by the registered test ``config`` names for it, at once over
+    all columns of that kind. Rewriting a window (a retried task, a restarted driver)
+    replaces the same file, so history never holds a window twice.
     """
-    num_cols = profile.numeric_columns
-    cat_cols = profile.categorical_columns
-    frame = read_rows(warehouse, spec.selections, [*num_cols, *cat_cols])
-    numeric = frame.select(pl.col(c).cast(pl.Float64) for c in num_cols).to_numpy()
-    numeric = np.asarray(numeric, dtype=np.float64).reshape(frame.height, len(num_cols))
-    ks = ks_test(profile.numeric, numeric, method=config.ks_method)
+    kinds = [kind for kind in KINDS if profile.columns(kind)]
+    features = tuple(c for kind in kinds for c in profile.columns(kind))
+    frame = read_rows(warehouse, spec.selections, list(features))
+    options = {f.name: getattr(config, f.name) for f in fields(config) if f.init}
+    parts = [test_kind(kind, frame, profile, config.test(kind), options) for kind in kinds]
 
-    n = max(frame.height, 1)
-    present = ~np.isnan(numeric)
-    null_share = list(1.0 - present.sum(axis=0) / n)
+    tests = [p.test.name for p in parts for _ in p.columns]
+    statistic = _per_column(parts, lambda o: o.result.statistic, np.float64)
+    pvals = _per_column(parts, lambda o: o.result.p_value, np.float64)
+    by_p = _per_column(parts, lambda o: o.test.drift_when == "p_value", bool)
+    limit = _per_column(parts, lambda o: o.test.default_threshold, np.float64)
+    # only p-value tests share the window's correction; a statistic test is judged alone
+    decision = correct(np.where(by_p, pvals, np.nan), alpha=config.alpha, method=config.correction)
     with np.errstate(invalid="ignore"):
-        outside = present & ((numeric < profile.low) | (numeric > profile.high))
-    out_share = list(outside.sum(axis=0) / n)
-    stats, pvals, n_tested = list(ks.statistic), list(ks.pvalue), list(ks.n_window)
-    tests = ["ks"] * len(num_cols)
-    unseen: list[list[str]] = [[] for _ in num_cols]
-    if cat_cols and profile.categorical is not None:
-        values = {c: frame[c].to_list() for c in cat_cols}
-        chi = chisq_test(profile.categorical, values)
-        stats += list(chi.statistic)
-        pvals += list(chi.pvalue)
-        n_tested += list(chi.n_window)
-        tests += ["chi2"] * len(cat_cols)
-        unseen += [list(u) for u in chi.unseen]
-        nulls = [frame[c].null_count() / n for c in cat_cols]
-        null_share += nulls
-        out_share += [
-            sum(values[c].count(u) for u in chi.unseen[i]) / n for i, c in enumerate(cat_cols)
-        ]
-
-    p = np.asarray(pvals, dtype=np.float64)
-    decision = correct(p, alpha=config.alpha, method=config.correction)
-    drifted = np.asarray(decision.drifted, dtype=bool)
-    statistic = np.asarray(stats, dtype=np.float64)
+        drifted = np.asarray(decision.drifted, dtype=bool) | (~by_p & (statistic >= limit))
     if config.min_statistic is not None:
         # in very large windows a negligible shift is significant; require a real effect
-        is_ks = np.asarray(tests) == "ks"
-        drifted &= ~is_ks | (np.nan_to_num(statistic) >= config.min_statistic)
-    testable = int(np.isfinite(p).sum())
+        gated = by_p & _per_column(parts, lambda o: o.test.effect_size, bool)
+        drifted &= ~gated | (np.nan_to_num(statistic) >= config.min_statistic)
+    testable = int(np.where(by_p, np.isfinite(pvals), np.isfinite(statistic)).sum())
     if config.drift_share is None:
         dataset_drift = bool(drifted.any())
     else:
         dataset_drift = testable > 0 and drifted.sum() / testable >= config.drift_share
 
-    features = (*num_cols, *cat_cols)
     end = datetime.fromtimestamp(spec.end_us / 1e6, tz=UTC)
     history = pl.DataFrame(
         {
@@ -230,15 +236,17 @@ def run_window(
             "late_rows": spec.late_rows,
             "feature": list(features),
             "test": tests,
-            "n_tested": n_tested,
-            "statistic": stats,
+            "n_tested": _per_column(parts, lambda o: o.result.n_tested, np.int64),
+            "statistic": statistic,
             "p_value": pvals,
-            "adjusted_p_value": list(decision.adjusted),
-            "threshold": decision.threshold,
-            "drifted": list(drifted),
-            "null_share": null_share,
-            "out_of_range_share": out_share,
-            "unseen_categories": unseen,
+            "adjusted_p_value": decision.adjusted,
+            "threshold": np.where(by_p, decision.threshold, limit),
+            "drifted": drifted,
+            "null_share": _per_column(parts, lambda o: o.quality.null_share, np.float64),
+            "out_of_range_share": _per_column(
+                parts, lambda o: o.quality.out_of_range_share, np.float64
+            ),
+            "unseen_categories": [list(u) for p in parts for u in p.quality.unseen],
             "dataset_drift": dataset_drift,
             "features_drifting": int(drifted.sum()),
             "correction": config.correction,
@@ -254,9 +262,17 @@ def run_window(
         features=features,
         tests=tuple(tests),
         statistic=statistic,
-        p_value=p,
+        p_value=pvals,
         drifted=drifted,
         threshold=decision.threshold,
         dataset_drift=dataset_drift,
         history_path=path,
     )
+
+
+def _per_column(
+    parts: list[KindOutcome], value: Callable[[KindOutcome], Any], dtype: type
+) -> np.ndarray:
+    """``value(part)`` for the columns of every kind, end to end; a scalar fills its kind."""
+    arrays = [np.broadcast_to(np.asarray(value(p), dtype), len(p.columns)) for p in parts]
+    return np.concatenate(arrays) if arrays else np.empty(0, dtype)

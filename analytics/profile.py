@@ -9,6 +9,7 @@ import numpy as np
 from analytics.chisq import CategoricalReference
 from analytics.ks import KSReference
 from analytics.settings import AnalyticsSettings
+from analytics.stattests import Kind
 from ingest import PREDICTION, Reference, load_reference
 
 
@@ -19,6 +20,11 @@ class ReferenceProfile:
     ``numeric`` covers the numeric features and, when monitored, the model's prediction
     column (compared with the reference label: a model that keeps predicting the training
     label mix shows no prediction drift).
+
+    What is prepared is the reference distribution of a column kind, not of one test: the
+    sorted sample is the whole empirical distribution and the counts the whole categorical
+    one, so every registered test of a kind (see :mod:`analytics.stattests`) runs on the
+    same profile, and choosing another test needs no new profile.
     """
 
     model: str
@@ -34,6 +40,14 @@ class ReferenceProfile:
     @property
     def categorical_columns(self) -> tuple[str, ...]:
         return self.categorical.names if self.categorical is not None else ()
+
+    def columns(self, kind: Kind) -> tuple[str, ...]:
+        """The profiled columns of ``kind``, in the order windows report them."""
+        return self.numeric_columns if kind == "numeric" else self.categorical_columns
+
+    def reference(self, kind: Kind) -> KSReference | CategoricalReference | None:
+        """The reference a stattest of ``kind`` receives (None: no such columns)."""
+        return self.numeric if kind == "numeric" else self.categorical
 
 
 def build_profile(reference: Reference, *, monitor_prediction: bool = True) -> ReferenceProfile:
