@@ -24,7 +24,7 @@ from ingest import (
     LandingError,
     Warehouse,
     hold,
-    list_landing,
+    landing_listing,
     read_keys,
 )
 from ingest.paths import backfill_root
@@ -35,7 +35,11 @@ ATTEMPTS = 3
 
 @dataclass(frozen=True)
 class BackfillReport:
-    """What a backfill did and where its history is."""
+    """What a backfill did and where its history is.
+
+    ``unreadable`` holds the landing paths it could not use: files that failed to read,
+    and files of the range's hours that are not the project's (left for quarantine).
+    """
 
     root: str
     files: int
@@ -115,10 +119,17 @@ def _backfill_once(
     started: float,
 ) -> BackfillReport:
     model = profile.model
-    files = [f.path for f in list_landing(warehouse, model, since_us=since)]
+    listing = landing_listing(warehouse, model, since_us=since)
+    # a backfill reads, it does not maintain: rejected files are reported, the live job
+    # (or compaction) quarantines them
+    for r in listing.rejected:
+        log.error("event=backfill_unreadable path=%s reason=%s", r.path, r.reason)
+    files = [f.path for f in listing.files]
     # keys are read on the workers; the driver only sorts them to cut the windows
     parts = client.gather(client.map(_keys_of, [warehouse] * len(files), files, pure=False))
-    unreadable = tuple(p for p, k in zip(files, parts, strict=True) if k is None)
+    unreadable = tuple(r.path for r in listing.rejected) + tuple(
+        p for p, k in zip(files, parts, strict=True) if k is None
+    )
     keys = [k.select(list(KEY_SCHEMA)) for k in parts if k is not None]
     frame = pl.concat(keys) if keys else pl.DataFrame(schema=KEY_SCHEMA)
     if since is not None:

@@ -29,11 +29,12 @@ from analytics.windows import plan_time_windows, plan_windows, watermark
 from ingest import (
     CorruptFileError,
     DriftlakeError,
+    RejectedFile,
     Warehouse,
     compact,
-    list_landing,
+    landing_listing,
     mark_sealed,
-    quarantine,
+    quarantine_rejected,
     read_keys,
     retain,
 )
@@ -50,7 +51,11 @@ CYCLE_FAILURES = (DriftlakeError, OSError, TimeoutError, KilledWorker, FutureCan
 
 @dataclass(frozen=True)
 class CycleReport:
-    """What one cycle did."""
+    """What one cycle did.
+
+    ``quarantined`` holds the landing paths this cycle moved to ``quarantine/``: files that
+    could not be read, and files in a landing hour whose name fits no landing pattern.
+    """
 
     new_files: int
     new_rows: int
@@ -118,17 +123,18 @@ class Driver:
         started = time.perf_counter()
         now_us = int((time.time() if now is None else now) * 1e6)
         cp = self.checkpoint
-        files = list_landing(self.warehouse, self.model, since_us=cp.sealed_before_us or None)
-        new_keys, new_files, bad = [], [], []
-        for f in files:
+        listing = landing_listing(self.warehouse, self.model, since_us=cp.sealed_before_us or None)
+        # foreign names and unreadable compacted parts: never read, moved aside with the reason
+        bad = quarantine_rejected(self.warehouse, listing.rejected)
+        new_keys, new_files = [], []
+        for f in listing.files:
             part, name = f.path.rsplit("/", 1)
             if name in cp.seen.get(part, ()):
                 continue
             try:
                 keys = read_keys(self.warehouse, f.path)
             except CorruptFileError as exc:
-                quarantine(self.warehouse, f.path, exc.reason)
-                bad.append(f.path)
+                bad += quarantine_rejected(self.warehouse, [RejectedFile(f.path, exc.reason)])
                 continue
             new_files.append(f.path)
             new_keys.append(keys.with_columns(pl.lit(f.path).alias("file")))
@@ -177,7 +183,7 @@ class Driver:
             ),
             quarantined_total=cp.quarantined_total + len(bad),
         )
-        for path in [*new_files, *bad]:
+        for path in new_files:  # quarantined files are no longer in the landing zone
             part, name = path.rsplit("/", 1)
             nxt.seen.setdefault(part, set()).add(name)
         self._seal(nxt, wm)
@@ -208,12 +214,14 @@ class Driver:
             quarantined=tuple(bad),
         )
         log.info(
-            "event=cycle new_files=%d new_rows=%d windows=%d drifted=%d pending=%d seconds=%.3f",
+            "event=cycle new_files=%d new_rows=%d windows=%d drifted=%d pending=%d "
+            "quarantined=%d seconds=%.3f",
             report.new_files,
             report.new_rows,
             len(results),
             sum(r.dataset_drift for r in results),
             report.pending_rows,
+            len(bad),
             elapsed,
         )
         return report

@@ -12,7 +12,7 @@ import importlib
 
 # a function named like its module: importing the module binds the module's name here, so
 # these are bound now (ingest.quarantine needs nothing the writer does not)
-from ingest.quarantine import list_quarantined, quarantine
+from ingest.quarantine import list_quarantined, quarantine, quarantine_rejected
 
 # each name and the module that holds it, imported when first used (PEP 562): the
 # publisher process needs only the writer, and importing Polars (reader, compaction) would
@@ -34,10 +34,12 @@ _EXPORTS = {
     "FileVanishedError": "errors",
     "LandingError": "errors",
     "LandingFile": "reader",
+    "LandingListing": "reader",
     "LandingWriter": "writer",
     "ModelSchema": "schema",
     "ProcessLandingWriter": "process_writer",
     "ProgressMark": "progress",
+    "RejectedFile": "manifest",
     "Reference": "reference",
     "RetentionPolicy": "retention",
     "RetentionReport": "retention",
@@ -49,6 +51,7 @@ _EXPORTS = {
     "compact": "compaction",
     "hold": "progress",
     "landing_files": "reader",
+    "landing_listing": "reader",
     "list_landing": "reader",
     "load_reference": "reference",
     "mark_sealed": "progress",
@@ -63,7 +66,7 @@ _EXPORTS = {
     "sealed_before": "progress",
     "unify_schemas": "schema",
 }
-__all__ = [*_EXPORTS, "list_quarantined", "quarantine"]
+__all__ = [*_EXPORTS, "list_quarantined", "quarantine", "quarantine_rejected"]
 
 
 def __getattr__(name: str) -> object:

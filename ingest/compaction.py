@@ -24,9 +24,15 @@ from ingest import paths
 from ingest.compaction_plan import CompactionPolicy, PartitionPlan, plan_partition
 from ingest.errors import CorruptFileError, LandingError
 from ingest.lock import maintenance_lock
-from ingest.manifest import group_metadata, view_partition
-from ingest.progress import sealed_before
-from ingest.quarantine import quarantine
+from ingest.manifest import (
+    PartitionView,
+    RejectedFile,
+    group_metadata,
+    read_supersedes,
+    view_partition,
+)
+from ingest.progress import HOUR_US, sealed_before
+from ingest.quarantine import quarantine_rejected
 from ingest.reader import file_schema, landing_partitions, read_file, scan_files
 from ingest.schema import REQUEST_ID, TS, unify_schemas
 from ingest.storage import StoredFile, Warehouse
@@ -78,20 +84,23 @@ def compact_partition(
 ) -> PartitionResult:
     """Carry out one hour's plan: publish its compaction group, then delete what is due.
 
-    Runs on a Dask worker or in-process. A file that cannot be read is quarantined (with
-    its reason) and left out of the group; the rest of the hour is still compacted.
+    Runs on a Dask worker or in-process. A file that cannot be read, or whose name fits no
+    landing pattern, is quarantined (with its reason) and left out of the group; the rest of
+    the hour is still compacted.
     """
     started = time.perf_counter()
-    deleted, quarantined, files_before, files_after, rows = 0, [], 0, 0, 0
+    deleted, files_before, files_after, rows = 0, 0, 0, 0
+    view = view_partition(warehouse, plan.partition)
+    quarantined = quarantine_rejected(warehouse, view.rejected)
     if plan.rewrite:
-        view = view_partition(warehouse, plan.partition)
-        table, sources, quarantined = _read_hour(warehouse, view.visible)
+        table, sources, unreadable = _read_hour(warehouse, view.visible)
+        quarantined += unreadable
         files_before = len(view.visible)
         if table is not None:
             files_after, rows = _publish_group(warehouse, plan.partition, table, sources, policy)
         if policy.delete_after_seconds == 0:
             plan = PartitionPlan(plan.partition, True, (*plan.delete, *(f.path for f in sources)))
-    for path in dict.fromkeys(plan.delete):
+    for path in _deletion_order(plan.delete, view):
         warehouse.delete(path)
         deleted += 1
     result = PartitionResult(
@@ -133,8 +142,7 @@ def _read_hour(
                 file_schema(warehouse, f.path, f.size)
                 readable.append(f)
             except CorruptFileError as exc:
-                quarantine(warehouse, f.path, exc.reason)
-                quarantined.append(f.path)
+                quarantined += quarantine_rejected(warehouse, [RejectedFile(f.path, exc.reason)])
         sources = readable
         if not sources:
             break
@@ -150,12 +158,28 @@ def _read_hour(
             bad = _first_unreadable(warehouse, sources)
             if bad is None:
                 raise LandingError(f"cannot read hour {files[0].path}: {exc}") from exc
-            quarantine(warehouse, bad.path, bad.reason)
-            quarantined.append(bad.path)
+            quarantined += quarantine_rejected(warehouse, [RejectedFile(bad.path, bad.reason)])
             sources = [f for f in sources if f.path != bad.path]
             continue
         return frame.to_arrow().cast(schema), sources, quarantined
     return None, [], quarantined
+
+
+def _deletion_order(delete: Sequence[str], view: PartitionView) -> list[str]:
+    """Writers' files first, then compacted parts oldest first: a crash between two deletes
+    never leaves a file whose rows a newer group holds visible beside that group (a group
+    hides what it replaced only while its own parts exist)."""
+    mtime = {f.path: f.mtime_ns for f in (*view.visible, *view.superseded, *view.incomplete)}
+
+    def key(path: str) -> tuple[bool, int, str]:
+        compacted = paths.parse_compacted_name(path.rsplit("/", 1)[1]) is not None
+        return compacted, mtime.get(path, 0), path
+
+    return sorted(dict.fromkeys(delete), key=key)
+
+
+def _closed(partition: str, limit_us: int) -> bool:
+    return paths.partition_hour_us(partition) + HOUR_US <= limit_us
 
 
 def _first_unreadable(warehouse: Warehouse, files: Sequence[StoredFile]) -> CorruptFileError | None:
@@ -177,7 +201,13 @@ def _publish_group(
     model = partition.split("model=", 1)[1].split("/", 1)[0]
     group = uuid.uuid4().hex[:12]
     parts = max(1, math.ceil(table.num_rows / policy.target_file_rows))
-    metadata = group_metadata((f.path.rsplit("/", 1)[1] for f in sources), group, parts)
+    # what the sources' groups replaced too: should a source group's parts all become
+    # unreadable, this group still hides the files they replaced, so no row shows twice
+    replaced = {f.path.rsplit("/", 1)[1] for f in sources}
+    for f in sources:
+        if paths.parse_compacted_name(f.path.rsplit("/", 1)[1]) is not None:
+            replaced |= read_supersedes(warehouse, f)
+    metadata = group_metadata(replaced, group, parts)
     metadata[b"driftlake.model"] = model.encode()
     size = math.ceil(table.num_rows / parts)
     for part in range(parts):
@@ -243,6 +273,8 @@ def compact(
         for partition in landing_partitions(warehouse, model, until_us=limit):
             view = view_partition(warehouse, partition)
             plan = plan_partition(view, limit_us=limit, now_s=now, policy=policy)
+            if plan is None and view.rejected and _closed(partition, limit):
+                plan = PartitionPlan(partition, False, ())  # only quarantine foreign files
             if plan is not None:
                 plans.append(plan)
         if client is not None and len(plans) > 1:

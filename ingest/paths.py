@@ -29,23 +29,49 @@ STAGING = "_staging"
 STATE = "_state"
 MODELS = "_models"
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# every regex here is used with fullmatch: with match and "$", "r1\n" would pass
+_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
+_NAME_RE = re.compile(_NAME)
 _COMPACTED_RE = re.compile(
-    r"^compacted-(?P<group>[0-9a-f]{12})-(?P<part>\d{4})of(?P<parts>\d{4})\.parquet$"
+    r"compacted-(?P<group>[0-9a-f]{12})-(?P<part>\d{4})of(?P<parts>\d{4})\.parquet"
 )
 _FILE_RE = re.compile(
-    r"^model=(?P<model>[^/]+)/date=(?P<date>\d{4}-\d{2}-\d{2})/hour=(?P<hour>\d{2})/"
-    r"(?P<replica>.+)-(?P<seq>\d{12})-(?P<uid>[0-9a-f]{8})\.parquet$"
+    rf"model=(?P<model>{_NAME})/date=(?P<date>\d{{4}}-\d{{2}}-\d{{2}})/hour=(?P<hour>\d{{2}})/"
+    rf"(?P<replica>{_NAME})-(?P<seq>\d{{12}})-(?P<uid>[0-9a-f]{{8}})\.parquet"
+)
+#: the names a landing hour partition may hold, as told to whoever finds another one
+EXPECTED_NAMES = (
+    "<replica>-<12-digit seq>-<8 hex>.parquet (a writer's file) or "
+    "compacted-<12 hex>-<4 digits>of<4 digits>.parquet (a compaction group's part)"
 )
 
 
 def check_name(kind: str, value: str) -> str:
     """Return ``value`` if it is safe as a path segment and a label, else raise ConfigError.
 
-    Model and replica names end up in paths and Prometheus labels, so they are limited to
-    letters, digits, ``_``, ``.`` and ``-`` (at most 100 characters, not starting with a dot).
+    The one check of every name that becomes a path or a label: model, replica, model
+    version, backfill, consumer. Such a name is 1-100 characters from letters, digits, ``_``,
+    ``.`` and ``-``, not starting with ``.`` or ``-`` (so never ``..``, never a ``/``, never
+    a newline).
+
+    Parameters
+    ----------
+    kind
+        What the name is (``"model"``, ``"replica"``...), for the error message.
+    value
+        The name.
+
+    Raises
+    ------
+    ConfigError
+        If ``value`` is not such a name.
+
+    Example
+    -------
+    >>> check_name("model", "breast_cancer")
+    'breast_cancer'
     """
-    if not _NAME_RE.match(value):
+    if not isinstance(value, str) or _NAME_RE.fullmatch(value) is None:
         raise ConfigError(
             f"{kind} name {value!r} is not usable: expected 1-100 characters from "
             "[A-Za-z0-9_.-] not starting with '.' or '-'; rename it"
@@ -56,7 +82,7 @@ def check_name(kind: str, value: str) -> str:
 def partition_of(model: str, ts: datetime) -> str:
     """Return the landing partition (relative dir) holding rows of ``model`` stamped ``ts``."""
     ts = ts.astimezone(UTC)
-    return f"{LANDING}/model={model}/date={ts:%Y-%m-%d}/hour={ts:%H}"
+    return f"{LANDING}/model={check_name('model', model)}/date={ts:%Y-%m-%d}/hour={ts:%H}"
 
 
 def hour_partition(model: str, hour_start_us: int) -> str:
@@ -75,7 +101,7 @@ def partition_hour_us(partition: str) -> int:
 
 def landing_file_name(replica: str, seq: int) -> str:
     """Return a new, writer-unique landing file name ``<replica>-<seq>-<uuid8>.parquet``."""
-    return f"{replica}-{seq:012d}-{uuid.uuid4().hex[:8]}.parquet"
+    return f"{check_name('replica', replica)}-{seq:012d}-{uuid.uuid4().hex[:8]}.parquet"
 
 
 def compacted_file_name(group: str, part: int, parts: int) -> str:
@@ -94,7 +120,7 @@ class CompactedName:
 
 def parse_compacted_name(name: str) -> CompactedName | None:
     """Parse a compacted file's base name; None if it is not one."""
-    m = _COMPACTED_RE.match(name)
+    m = _COMPACTED_RE.fullmatch(name)
     if m is None:
         return None
     return CompactedName(m["group"], int(m["part"]), int(m["parts"]))
@@ -107,12 +133,25 @@ def is_landing_name(name: str) -> bool:
 
 def model_landing_dir(model: str) -> str:
     """Return the landing directory of one model (relative to the warehouse root)."""
-    return f"{LANDING}/model={model}"
+    return f"{LANDING}/model={check_name('model', model)}"
 
 
 def drift_dir(model: str, root: str = DRIFT) -> str:
     """Return the drift-history directory of one model (``root`` names a backfill's tree)."""
-    return f"{root}/model={model}"
+    return f"{_history_root(root)}/model={check_name('model', model)}"
+
+
+def _history_root(root: str) -> str:
+    # the live history, or one backfill's: nothing else, so no caller writes elsewhere
+    if root != DRIFT:
+        head, _, name = root.partition("/")
+        if head != BACKFILL:
+            raise ConfigError(
+                f"history root {root!r} is not usable: expected {DRIFT!r} or "
+                f"'{BACKFILL}/<name>' (see backfill_root)"
+            )
+        check_name("backfill", name)
+    return root
 
 
 def backfill_root(name: str) -> str:
@@ -133,7 +172,7 @@ def model_cache_path(key: str) -> str:
 
 def state_path(model: str, name: str) -> str:
     """Return the path of a small state object (a checkpoint) of one model."""
-    return f"{STATE}/model={model}/{check_name('state', name)}"
+    return f"{STATE}/model={check_name('model', model)}/{check_name('state', name)}"
 
 
 def progress_path(model: str, consumer: str) -> str:
@@ -163,7 +202,7 @@ class LandingPath:
 
 def parse_landing_path(rel: str) -> LandingPath | None:
     """Parse a landing file path relative to ``landing/``; None if it is not one of ours."""
-    m = _FILE_RE.match(rel)
+    m = _FILE_RE.fullmatch(rel)
     if m is None:
         return None
     return LandingPath(

@@ -87,7 +87,8 @@ def clear_mark(warehouse: Warehouse, model: str, consumer: str) -> None:
 def list_marks(warehouse: Warehouse, model: str) -> list[ProgressMark]:
     """Return every consumer's mark for ``model``, expired ones included."""
     out = []
-    for f in warehouse.list_files(f"{paths.STATE}/model={model}", suffix=".json"):
+    base = f"{paths.STATE}/model={paths.check_name('model', model)}"
+    for f in warehouse.list_files(base, suffix=".json"):
         name = f.path.rsplit("/", 1)[1]
         if not name.startswith("progress-"):
             continue

@@ -3,12 +3,15 @@
 Every reader here sees each landing row exactly once, also while compaction rewrites an hour:
 listings drop the files a published compaction group supersedes (:mod:`ingest.manifest`), a
 file that vanished between listing and reading raises :class:`FileVanishedError` (list again),
-and files of different model versions are read under one unified schema.
+files of different model versions are read under one unified schema, and files that are not
+the project's, or compacted parts that cannot be read, are never listed (the analytics driver
+and compaction quarantine them).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -20,7 +23,7 @@ import pyarrow.parquet as pq
 
 from ingest import paths
 from ingest.errors import CorruptFileError, FileVanishedError, LandingError
-from ingest.manifest import view_partition
+from ingest.manifest import RejectedFile, view_partition
 from ingest.schema import REPLICA, REQUEST_ID, TS, unify_schemas
 from ingest.storage import Warehouse
 
@@ -30,6 +33,8 @@ HIVE_SCHEMA = {"model": pl.String, "date": pl.Date, "hour": pl.Int32}
 _UPCAST = pl.ScanCastOptions(
     integer_cast="upcast", float_cast="upcast", categorical_to_string="allow"
 )
+_DATE_DIR = re.compile(r"date=\d{4}-\d{2}-\d{2}")
+_HOUR_DIR = re.compile(r"hour=(?:[01]\d|2[0-3])")
 _schemas: dict[tuple[str, int], pa.Schema] = {}
 _schemas_lock = threading.Lock()
 
@@ -51,6 +56,15 @@ class RowSelection:
     rows: tuple[int, ...]
 
 
+@dataclass(frozen=True)
+class LandingListing:
+    """A model's landing files as listed once: the visible files, and the files no reader
+    reads (foreign names, unreadable compacted parts), each with the reason."""
+
+    files: tuple[LandingFile, ...]
+    rejected: tuple[RejectedFile, ...]
+
+
 def list_landing(
     warehouse: Warehouse,
     model: str,
@@ -62,14 +76,36 @@ def list_landing(
     A file a complete compaction group supersedes is not listed (the group is), so reading
     every listed file gives each row once. With ``since_us``, partitions of hours that ended
     at or before it are not even listed, so a long-running job does not walk weeks of history
-    every cycle; with ``until_us``, hours starting at or after it are skipped.
+    every cycle; with ``until_us``, hours starting at or after it are skipped. Files that are
+    not the project's, or compacted parts that cannot be read, are never listed (see
+    :func:`landing_listing`).
     """
-    out = []
+    return list(landing_listing(warehouse, model, since_us, until_us).files)
+
+
+def landing_listing(
+    warehouse: Warehouse,
+    model: str,
+    since_us: int | None = None,
+    until_us: int | None = None,
+) -> LandingListing:
+    """List a model's visible landing files, and the files of its hour partitions that
+    nobody reads, with the reason (for whoever quarantines them).
+
+    Rejected are files whose name fits neither
+    ``<replica>-<12-digit seq>-<8 hex>.parquet`` nor
+    ``compacted-<12 hex>-<4 digits>of<4 digits>.parquet``, files in subdirectories of an
+    hour, and compacted parts whose compaction record cannot be read. Arguments as for
+    :func:`list_landing`.
+    """
+    files, rejected = [], []
     for partition in landing_partitions(warehouse, model, since_us, until_us):
-        for f in view_partition(warehouse, partition).visible:
+        view = view_partition(warehouse, partition)
+        rejected += view.rejected
+        for f in view.visible:
             parsed = paths.parse_landing_path(f.path.removeprefix(paths.LANDING + "/"))
-            out.append(LandingFile(f.path, parsed.replica if parsed else None, f.size))
-    return out
+            files.append(LandingFile(f.path, parsed.replica if parsed else None, f.size))
+    return LandingListing(tuple(files), tuple(rejected))
 
 
 def landing_partitions(
@@ -84,11 +120,16 @@ def landing_partitions(
     until = None if until_us is None else key(until_us)
     base = paths.model_landing_dir(model)
     out = []
+    # only date=YYYY-MM-DD/hour=HH directories hold landing files; others are not walked
     for date_dir in warehouse.list_dirs(base):
+        if _DATE_DIR.fullmatch(date_dir) is None:
+            continue
         day = date_dir.removeprefix("date=")
         if (since is not None and day < since[:10]) or (until is not None and day > until[:10]):
             continue
         for hour_dir in warehouse.list_dirs(f"{base}/{date_dir}"):
+            if _HOUR_DIR.fullmatch(hour_dir) is None:
+                continue
             hour = f"{day}/{hour_dir.removeprefix('hour=')}"
             if (since is not None and hour < since) or (until is not None and hour >= until):
                 continue

@@ -13,6 +13,7 @@ from ingest.errors import ConfigError
 from ingest.lock import maintenance_lock
 from ingest.manifest import view_partition
 from ingest.progress import HOUR_US, sealed_before
+from ingest.quarantine import quarantine_rejected
 from ingest.reader import landing_partitions
 from ingest.storage import Warehouse
 
@@ -40,12 +41,17 @@ class RetentionPolicy:
 
 @dataclass(frozen=True)
 class RetentionReport:
-    """What one retention run of a model deleted, and what it kept waiting for compaction."""
+    """What one retention run of a model deleted, and what it kept waiting for compaction.
+
+    ``quarantined`` holds files of deleted hours that were not the project's (or could not be
+    read): they were moved to ``quarantine/`` rather than deleted.
+    """
 
     model: str
     landing_hours_deleted: tuple[str, ...]
     history_days_deleted: tuple[str, ...]
     waiting_for_compaction: tuple[str, ...]
+    quarantined: tuple[str, ...] = ()
     skipped: str | None = None
 
 
@@ -86,7 +92,7 @@ def retain(
     with maintenance_lock(warehouse, model, lock_ttl) as acquired:
         if not acquired:
             return RetentionReport(model, (), (), (), skipped="another run holds the lock")
-        deleted, waiting = [], []
+        deleted, waiting, quarantined = [], [], []
         if policy.landing_days is not None:
             mark = None if force else sealed_before(warehouse, model, now)
             for partition in landing_partitions(warehouse, model):
@@ -95,9 +101,12 @@ def retain(
                     continue
                 if not force and (mark is None or hour + HOUR_US > mark):
                     continue
-                if view_partition(warehouse, partition).uncompacted:
+                view = view_partition(warehouse, partition)
+                if view.uncompacted:
                     waiting.append(partition)
                     continue
+                # files that are not the project's are moved aside, not deleted with the hour
+                quarantined += quarantine_rejected(warehouse, view.rejected)
                 warehouse.remove_tree(partition)
                 deleted.append(partition)
             base = paths.model_landing_dir(model)
@@ -124,4 +133,4 @@ def retain(
         len(deleted),
         len(days),
     )
-    return RetentionReport(model, tuple(deleted), tuple(days), tuple(waiting))
+    return RetentionReport(model, tuple(deleted), tuple(days), tuple(waiting), tuple(quarantined))
