@@ -15,25 +15,12 @@ from analytics.backfill import backfill
 from analytics.cluster import dask_client
 from analytics.detect import DetectConfig
 from analytics.driver import Driver
+from analytics.health import Health, default_max_age, serve_health
 from analytics.profile import load_profile
 from analytics.settings import AnalyticsSettings
-from ingest import DriftlakeError, Warehouse
-
-FLAGS = {
-    "warehouse": str,
-    "model_name": str,
-    "reference_path": str,
-    "window_size": int,
-    "window_seconds": float,
-    "alpha": float,
-    "correction": str,
-    "interval": float,
-    "max_lateness": float,
-    "scheduler": str,
-    "n_workers": int,
-    "pushgateway": str,
-    "max_windows_per_cycle": int,
-}
+from ingest import ConfigError, DriftlakeError, Warehouse
+from ingest.paths import check_name
+from ingest.settings_cli import add_settings_flags, describe_validation_error, settings_from_args
 
 
 def _utc(text: str) -> datetime:
@@ -49,7 +36,8 @@ def _utc(text: str) -> datetime:
 def parse_settings(argv: list[str] | None) -> tuple[argparse.Namespace, AnalyticsSettings]:
     parser = argparse.ArgumentParser(
         prog="python -m analytics",
-        description="driftlake's drift job. Every flag overrides its DRIFTLAKE_* variable.",
+        description="driftlake's drift job. Each setting is a flag of `run` and `backfill` "
+        "(see `run -h`) and a DRIFTLAKE_<NAME> variable; a flag given wins over the variable.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="test new windows every --interval seconds, forever")
@@ -65,17 +53,17 @@ def parse_settings(argv: list[str] | None) -> tuple[argparse.Namespace, Analytic
     back.add_argument("--end", type=_utc, default=None, help="ISO time, exclusive (UTC)")
     back.add_argument("--name", default=None, help="backfill name (default: a timestamp)")
     for cmd in (run, back):
-        for name, kind in FLAGS.items():
-            cmd.add_argument("--" + name.replace("_", "-"), type=kind, default=None)
+        add_settings_flags(cmd, AnalyticsSettings)
     args = parser.parse_args(argv)
-    overrides = {k: v for k, v in vars(args).items() if k in FLAGS and v is not None}
     try:
-        settings = AnalyticsSettings(**overrides)
+        settings = settings_from_args(AnalyticsSettings, args)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
-        parser.exit(2, f"python -m analytics: invalid settings: {problems}\n")
+        parser.exit(2, f"python -m analytics: invalid settings: {describe_validation_error(exc)}\n")
+    if args.command == "backfill" and args.name is not None:
+        try:
+            check_name("backfill", args.name)
+        except ConfigError as exc:
+            parser.exit(2, f"python -m analytics: invalid settings: name: {exc}\n")
     if args.command == "run":
         args.command = "once" if args.once else "drain" if args.drain else "run"
     return args, settings
@@ -88,6 +76,19 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    health = None
+    if command == "run" and settings.health_address:
+        health = Health(settings.health_max_age or default_max_age(settings.interval))
+        host, _, port = settings.health_address.rpartition(":")
+        try:
+            server = serve_health(health, host, int(port))
+        except OSError as exc:
+            print(
+                f"python -m analytics: cannot serve /healthz on {settings.health_address}: "
+                f"{exc}; choose another --health-address (or none)",
+                file=sys.stderr,
+            )
+            return 2
     try:
         with dask_client(settings) as client:
             if command == "backfill":
@@ -116,11 +117,17 @@ def main(argv: list[str] | None = None) -> int:
             elif command == "drain":
                 while driver.run_cycle().windows and not stop.is_set():
                     pass
-            else:
+            elif health is None:
                 driver.run_forever(stop)
+            else:
+                health.count_errors(lambda: driver.cycle_errors)
+                driver.run_forever(stop, on_cycle=health.cycle_succeeded)
     except DriftlakeError as exc:
         print(f"python -m analytics: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if health is not None:
+            server.shutdown()
     return 0
 
 

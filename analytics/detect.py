@@ -96,6 +96,8 @@ class DetectConfig:
             drift_share=settings.drift_share,
             ks_method=settings.ks_method,
             min_statistic=settings.min_statistic,
+            numeric_test=settings.numeric_test,
+            categorical_test=settings.categorical_test,
         )
 
 

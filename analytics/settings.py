@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ingest import ConfigError
+from ingest.paths import check_name
 from ingest.settings import MaintenanceSettings
 
 
@@ -49,6 +51,14 @@ class AnalyticsSettings(BaseSettings):
     ks_method: Literal["auto", "exact", "asymp"] = Field(
         "auto", description="p-value method of the KS test (as scipy.stats.ks_2samp)."
     )
+    numeric_test: str = Field(
+        "ks",
+        description="Registered stattest for numeric columns and the prediction "
+        "(analytics/stattests/).",
+    )
+    categorical_test: str = Field(
+        "chi2", description="Registered stattest for categorical columns (analytics/stattests/)."
+    )
     monitor_prediction: bool = Field(
         True, description="Test the model's prediction column against the reference label."
     )
@@ -79,7 +89,38 @@ class AnalyticsSettings(BaseSettings):
         description="Seconds between compaction + retention runs of the loop (on the Dask "
         "cluster); 0 never runs them here (use `python -m ingest compact`).",
     )
+    health_address: str | None = Field(
+        "127.0.0.1:8788",
+        description="host:port where the `run` loop serves /healthz and /metrics; none "
+        "disables them.",
+    )
+    health_max_age: float | None = Field(
+        None,
+        gt=0,
+        description="/healthz answers 503 when the last successful cycle is older than this "
+        "many seconds; none: the larger of 3 x interval and 60.",
+    )
     maintenance: MaintenanceSettings = Field(
         default_factory=MaintenanceSettings,
         description="Compaction and retention policy (DRIFTLAKE_COMPACT_*, *_RETENTION_DAYS).",
     )
+
+    @field_validator("model_name")
+    @classmethod
+    def _safe_model_name(cls, value: str) -> str:
+        # it becomes warehouse paths and the Pushgateway's grouping key: no "/", "..", "\n"
+        try:
+            return check_name("model", value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("health_address", mode="before")
+    @classmethod
+    def _health_address(cls, value: object) -> object:
+        # DRIFTLAKE_HEALTH_ADDRESS=none (or empty) turns the endpoint off
+        if not isinstance(value, str) or value.strip().lower() in ("", "none"):
+            return None if isinstance(value, str) else value
+        host, sep, port = value.strip().rpartition(":")
+        if not sep or not port.isdigit() or int(port) > 65535:
+            raise ValueError(f"expected host:port such as 127.0.0.1:8788, or none; got {value!r}")
+        return f"{host.strip('[]') or '0.0.0.0'}:{int(port)}"

@@ -10,32 +10,54 @@ from contextlib import ExitStack
 from pydantic import ValidationError
 
 from ingest.compaction import compact
-from ingest.errors import DriftlakeError
+from ingest.errors import ConfigError, DriftlakeError
+from ingest.paths import LANDING, check_name
 from ingest.retention import retain
 from ingest.settings import MaintenanceSettings
+from ingest.settings_cli import add_settings_flags, describe_validation_error, settings_from_args
 from ingest.storage import Warehouse
 
 PROG = "python -m ingest"
 LOG_FORMAT = "ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
-# flag -> MaintenanceSettings field; a flag given wins over its DRIFTLAKE_* variable
-FLAGS = {
-    "--warehouse": ("warehouse", str),
-    "--grace": ("compact_grace", float),
-    "--target-file-rows": ("compact_target_file_rows", int),
-    "--row-group-rows": ("compact_row_group_rows", int),
-    "--delete-after": ("compact_delete_after", float),
-    "--landing-retention-days": ("landing_retention_days", str),
-    "--history-retention-days": ("history_retention_days", str),
-    "--scheduler": ("scheduler", str),
+log = logging.getLogger("driftlake.ingest.cli")
+# the older short names of settings' flags, kept working beside --compact-grace etc.
+ALIASES = {
+    "compact_grace": ["--grace"],
+    "compact_target_file_rows": ["--target-file-rows"],
+    "compact_row_group_rows": ["--row-group-rows"],
+    "compact_delete_after": ["--delete-after"],
 }
+
+
+def _model_name(value: str) -> str:
+    try:
+        return check_name("model", value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _landing_models(warehouse: Warehouse) -> list[str]:
+    """Return the models of the landing zone; a directory that is not ``model=<name>`` with a
+    usable name is not one (and is left alone, with a warning)."""
+    models = []
+    for d in warehouse.list_dirs(LANDING):
+        name = d.removeprefix("model=")
+        try:
+            if name == d:
+                raise ConfigError(f"landing/{d} is not a model=<name> directory")
+            models.append(check_name("model", name))
+        except ConfigError as exc:
+            log.warning("event=landing_dir_skipped reason=%s", " ".join(str(exc).split()))
+    return models
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse the command line; settings not given come from ``DRIFTLAKE_*`` or defaults."""
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Maintain the landing zone. Every flag overrides its DRIFTLAKE_<NAME> "
-        "variable (e.g. --grace is DRIFTLAKE_COMPACT_GRACE).",
+        description="Maintain the landing zone. Each setting is a flag of `compact` and "
+        "`retain` and a DRIFTLAKE_<NAME> variable (--compact-grace is DRIFTLAKE_COMPACT_GRACE); "
+        "a flag given wins over the variable.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     cmds = {
@@ -55,6 +77,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         cmd.add_argument(
             "--model",
             action="append",
+            type=_model_name,
             default=None,
             help="model to maintain (repeatable; default: every model in the landing zone)",
         )
@@ -64,15 +87,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             help="ignore readers' progress marks; only for a warehouse no live analytics job "
             "reads (a live job would test a compacted hour's rows again)",
         )
-        for flag, (field, _) in FLAGS.items():
-            doc = MaintenanceSettings.model_fields[field].description
-            cmd.add_argument(
-                flag,
-                dest=field,
-                default=None,
-                metavar="X",
-                help=f"{doc} [DRIFTLAKE_{field.upper()}]",
-            )
+        add_settings_flags(cmd, MaintenanceSettings, aliases=ALIASES)
     return parser.parse_args(argv)
 
 
@@ -80,12 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run one maintenance pass and print one line per model; 2 on unusable settings."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    overrides = {f: getattr(args, f) for f, _ in FLAGS.values() if getattr(args, f) is not None}
     try:
-        settings = MaintenanceSettings(**overrides)
+        settings = settings_from_args(MaintenanceSettings, args)
         warehouse = Warehouse(settings.warehouse)
         policy, keep = settings.compaction_policy(), settings.retention_policy()
-        models = args.model or [d.removeprefix("model=") for d in warehouse.list_dirs("landing")]
+        models = args.model or _landing_models(warehouse)
         with ExitStack() as stack:
             client = None
             if args.command == "compact" and settings.scheduler:
@@ -111,10 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                         + (f" (skipped: {k.skipped})" if k.skipped else "")
                     )
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        )
+        problems = describe_validation_error(exc)
         print(f"{PROG}: error: invalid settings: {problems}", file=sys.stderr)
         return 2
     except DriftlakeError as exc:

@@ -6,8 +6,13 @@ import subprocess
 import sys
 
 import pytest
+from pydantic_settings import BaseSettings
 
+from analytics.settings import AnalyticsSettings
+from ingest.settings import MaintenanceSettings
+from serving.settings import ServingSettings
 from tests.conftest import ROOT
+from tests.unit.test_settings_cli import field_names
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -22,6 +27,14 @@ COMMANDS = {
     "bench.serving": (["-m", "bench.serving"], "--rounds"),
     "bench.variants": (["-m", "bench.variants"], "--variant"),
     "bench.freshness": (["-m", "bench.freshness"], "--runs"),
+}
+# the service commands list a flag for every field of their settings class
+SETTINGS = {
+    "serving": ServingSettings,
+    "analytics run": AnalyticsSettings,
+    "analytics backfill": AnalyticsSettings,
+    "ingest compact": MaintenanceSettings,
+    "ingest retain": MaintenanceSettings,
 }
 
 
@@ -43,3 +56,5 @@ def test_every_command_prints_its_help():
         assert "Traceback" not in err, (name, err)
         assert out.startswith("usage: "), (name, out)
         assert COMMANDS[name][1] in out, (name, out)
+        flags = {"--" + f.replace("_", "-") for f in field_names(SETTINGS.get(name, BaseSettings))}
+        assert not [f for f in flags if f + " " not in out and f + "," not in out], (name, out)
