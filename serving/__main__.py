@@ -6,40 +6,21 @@ import argparse
 import logging
 import signal
 import sys
-from pathlib import Path
 
 import uvicorn
 from pydantic import ValidationError
 
 from ingest import DriftlakeError
+from ingest.settings_cli import add_settings_flags, describe_validation_error, settings_from_args
 from serving.app import create_app
+from serving.protocol import http_protocol
 from serving.settings import ServingSettings
 
 PROG = "python -m serving"
 LOG_FORMAT = "ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
 
-# CLI flag -> ServingSettings field; a flag given wins over the DRIFTLAKE_* variable.
-FLAGS = {
-    "--model-name": ("model_name", str),
-    "--reference": ("reference_path", Path),
-    "--label": ("label", str),
-    "--model-path": ("model_path", Path),
-    "--model-version": ("model_version", str),
-    "--warehouse": ("warehouse", str),
-    "--replica": ("replica", str),
-    "--flush-rows": ("flush_rows", int),
-    "--flush-interval": ("flush_interval", float),
-    "--max-buffer-rows": ("max_buffer_rows", int),
-    "--landing-compression": ("landing_compression", str),
-    "--spool-rows": ("spool_rows", int),
-    "--max-batch-rows": ("max_batch_rows", int),
-    "--event-loop": ("event_loop", str),
-}
-
-
-def _help(field: str) -> str:
-    # argparse expands %-formats in help texts; a setting's description is plain prose
-    return (ServingSettings.model_fields[field].description or "").replace("%", "%%")
+# older names of settings' flags, kept working beside the generated --reference-path
+ALIASES = {"reference_path": ["--reference"]}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -47,19 +28,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Serve a model over HTTP and capture every request into the landing zone. "
-        "Each setting can also be given as DRIFTLAKE_<NAME> (e.g. DRIFTLAKE_WAREHOUSE).",
+        "Each setting is a flag and a DRIFTLAKE_<NAME> variable (--flush-rows is "
+        "DRIFTLAKE_FLUSH_ROWS); a flag given wins over the variable.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
-    for flag, (field, kind) in FLAGS.items():
-        parser.add_argument(flag, dest=field, type=kind, default=None, help=_help(field))
-    for flag in ("capture", "capture_process"):
-        parser.add_argument(
-            "--" + flag.replace("_", "-"),
-            action=argparse.BooleanOptionalAction,
-            default=None,
-            help=_help(flag),
-        )
+    add_settings_flags(parser, ServingSettings, aliases=ALIASES)
     parser.add_argument(
         "--graceful-timeout",
         type=float,
@@ -80,28 +54,25 @@ def main(argv: list[str] | None = None) -> int:
     """Run the server until SIGTERM/SIGINT; returns 2 on unusable settings."""
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
-    overrides = {
-        field: getattr(args, field)
-        for field in [f for f, _ in FLAGS.values()] + ["capture", "capture_process"]
-        if getattr(args, field) is not None
-    }
     try:
-        settings = ServingSettings(**overrides)
+        settings = settings_from_args(ServingSettings, args)
         app = create_app(settings)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        )
-        return _fail(f"invalid settings: {problems}")
+        return _fail(f"invalid settings: {describe_validation_error(exc)}")
     except DriftlakeError as exc:
         return _fail(str(exc))
     # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown (lifespan done, buffer
     # published); ending then with status 0 tells a supervisor the stop was clean
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _exit_cleanly)
+    # uvicorn's httptools protocol has no bound on a request's header block: ours adds it
+    http, http_options = http_protocol(
+        settings.max_header_bytes, settings.read_timeout, app.state.service.metrics.refused
+    )
     uvicorn.run(
         app,
+        http=http,
+        **http_options,
         host=args.host,
         port=args.port,
         workers=1,

@@ -14,10 +14,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import ClientDisconnect
 
 from ingest import (
     LandingWriter,
@@ -28,9 +29,16 @@ from ingest import (
     process_writer_supported,
 )
 from serving.capture import Capture, CaptureBatchBuilder
+from serving.deadline import DeadlineExceeded, ReadDeadlines
 from serving.loading import load_predictor
-from serving.metrics import RequestMetricsMiddleware, ServingMetrics
-from serving.model import Predictor
+from serving.metrics import CLIENT_CLOSED, RequestMetricsMiddleware, ServingMetrics
+from serving.model import Prediction, Predictor
+from serving.openapi import (
+    HEALTH_RESPONSES,
+    METRICS_RESPONSES,
+    MetricsResponse,
+    prediction_openapi,
+)
 from serving.request import InvalidRequest, RequestParser
 from serving.settings import ServingSettings
 
@@ -57,10 +65,15 @@ class Service:
     writer: LandingWriter | None
     capture: Capture | None
     max_body_bytes: int
+    body_deadlines: ReadDeadlines
 
 
 class BodyTooLarge(Exception):
     """The request body is over the limit (answered with 413)."""
+
+
+class BodyTooSlow(Exception):
+    """The request body did not arrive within ``read_timeout`` (answered with 408)."""
 
 
 def create_app(settings: ServingSettings) -> FastAPI:
@@ -129,9 +142,21 @@ def create_app(settings: ServingSettings) -> FastAPI:
 
     async def get_prediction(request: Request) -> Response:
         try:
-            body = await _read_body(request, service.max_body_bytes)
+            body = await _read_body(request, service.max_body_bytes, service.body_deadlines)
         except BodyTooLarge as exc:
             return _errors(413, [{"loc": ["body"], "msg": str(exc), "type": "too_large"}])
+        except BodyTooSlow as exc:
+            # the rest of the body may still come: the connection cannot carry another request
+            error = {"loc": ["body"], "msg": str(exc), "type": "timeout"}
+            return _errors(408, [error], headers={"connection": "close"})
+        except ClientDisconnect:
+            # the client's failure, not the server's: counted as 499, never as a 5xx
+            log.info(
+                "event=client_disconnected path=%s declared_bytes=%s",
+                request.url.path,
+                request.headers.get("content-length", "-"),
+            )
+            return Response(status_code=CLIENT_CLOSED)  # uvicorn drops it: nobody to read it
         try:
             x = service.parser.parse(body)
         except InvalidRequest as exc:
@@ -140,11 +165,13 @@ def create_app(settings: ServingSettings) -> FastAPI:
             return _errors(422, exc.errors)
         return _predict(service, x)
 
-    # an async endpoint reading raw bytes: no thread-pool hand-off, one JSON parse
+    # an async endpoint reading raw bytes: no thread-pool hand-off, one JSON parse; its body
+    # and answers are described to OpenAPI by hand, since FastAPI never sees a model of them
+    docs = prediction_openapi(service.predictor.feature_names, settings.max_batch_rows)
     for path in PREDICTION_PATHS:
-        app.add_api_route(path, get_prediction, methods=["POST"], name=f"predict:{path}")
+        app.add_api_route(path, get_prediction, methods=["POST"], name=f"predict:{path}", **docs)
 
-    @app.get("/healthz")
+    @app.get("/healthz", responses=HEALTH_RESPONSES)
     async def healthz() -> Response:
         body = {
             "status": "ok",
@@ -154,9 +181,9 @@ def create_app(settings: ServingSettings) -> FastAPI:
         }
         return Response(orjson.dumps(body), media_type=JSON)
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=MetricsResponse, responses=METRICS_RESPONSES)
     async def metrics() -> Response:
-        return Response(service.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        return MetricsResponse(service.metrics.render())
 
     return app
 
@@ -207,11 +234,16 @@ def _build_service(settings: ServingSettings) -> Service:
         capture=capture,
         # room for long column names and 25-digit numbers with whitespace; a bound, not a fit
         max_body_bytes=(1 << 20) + settings.max_batch_rows * n_features * 64,
+        body_deadlines=ReadDeadlines(settings.read_timeout),
     )
 
 
 def _predict(service: Service, x: Any) -> Response:
     out = service.predictor.predict(x)
+    if not _finite(out):
+        # finite inputs far outside the training range can overflow the model (a logit of
+        # inf - inf); JSON has no NaN, and a NaN in the landing zone would poison its drift
+        return _errors(422, _unanswerable_rows(out))
     ts_us = time.time_ns() // 1000  # same clock as datetime.now(UTC), one stamp per request
     prefix = f"{_ids.getrandbits(128):032x}"
     ids = [f"{prefix}-{i}" for i in range(x.shape[0])]
@@ -226,11 +258,45 @@ def _predict(service: Service, x: Any) -> Response:
     return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type=JSON)
 
 
-def _errors(status: int, errors: list[dict[str, Any]]) -> Response:
-    return Response(orjson.dumps({"detail": errors}), status_code=status, media_type=JSON)
+def _finite(out: Prediction) -> bool:
+    return bool(np.isfinite(out.values).all()) and (
+        out.score is None or bool(np.isfinite(out.score).all())
+    )
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+def _unanswerable_rows(out: Prediction) -> list[dict[str, Any]]:
+    ok = np.isfinite(out.values)
+    if out.score is not None:
+        ok &= np.isfinite(out.score)
+    msg = (
+        "the model's output for this row is not a finite number: its values are too far "
+        "outside the range the model was trained on"
+    )
+    errors = [
+        {"loc": ["body", "features", "data", int(i)], "msg": msg, "type": "model_output"}
+        for i in np.flatnonzero(~ok)
+    ]
+    return InvalidRequest(errors).errors  # capped like every 422
+
+
+def _errors(
+    status: int, errors: list[dict[str, Any]], headers: dict[str, str] | None = None
+) -> Response:
+    body = orjson.dumps({"detail": errors})
+    return Response(body, status_code=status, media_type=JSON, headers=headers)
+
+
+async def _read_body(request: Request, limit: int, deadlines: ReadDeadlines) -> bytes:
+    try:
+        return await deadlines.run(lambda: _read_bounded(request, limit))
+    except DeadlineExceeded:
+        raise BodyTooSlow(
+            f"request body did not arrive within {deadlines.timeout:g} s; "
+            "send the whole body at once"
+        ) from None
+
+
+async def _read_bounded(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge(

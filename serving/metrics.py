@@ -9,11 +9,15 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from starlette.requests import ClientDisconnect
 
 from ingest import LandingWriter, WriterStats
 
-# Sub-millisecond predictions up to a slow second.
 PRESET_STATUSES = (200, 422, 500)
+# nginx's status for "the client closed the request before the answer": a client's failure,
+# counted apart from 5xx so an error-rate alert never fires on clients hanging up
+CLIENT_CLOSED = 499
+# Sub-millisecond predictions up to a slow second.
 LATENCY_BUCKETS = (
     0.0001,
     0.00025,
@@ -136,6 +140,10 @@ class ServingMetrics:
         requests.inc()
         latency.observe(seconds)
 
+    def refused(self, status: int) -> None:
+        """Count a request refused before it reached the app (its head too large or slow)."""
+        self.requests.labels(OTHER_PATH, str(status)).inc()
+
     def _child(self, path: str, status: int) -> tuple[Any, Any]:
         key = (path, status)
         children = self._children.get(key)
@@ -150,7 +158,10 @@ class ServingMetrics:
 
 
 class RequestMetricsMiddleware:
-    """ASGI middleware timing every HTTP request, labelled by its matched route template."""
+    """ASGI middleware timing every HTTP request, labelled by its matched route template.
+
+    A request whose client disconnected before the answer is counted with status 499.
+    """
 
     def __init__(self, app: Any, metrics: ServingMetrics) -> None:
         self.app = app
@@ -171,6 +182,9 @@ class RequestMetricsMiddleware:
 
         try:
             await self.app(scope, receive, send_status)
+        except ClientDisconnect:
+            # a route reading the body of a client that hung up: nothing to answer, no trace
+            status = CLIENT_CLOSED
         finally:
             # the router stores the matched route in the scope; unmatched paths are "other"
             path = getattr(scope.get("route"), "path", None) or OTHER_PATH

@@ -114,6 +114,22 @@ class ServingSettings(BaseSettings):
     max_batch_rows: int = Field(
         1000, gt=0, le=100_000, description="Most rows one request may carry. Default: 1000."
     )
+    max_header_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Most bytes a request's line and headers may take; a larger header block "
+        "gets 431 and its connection closed. Above what nginx forwards (its default header "
+        "buffers hold 32 KiB), far below what would cost the server memory. Default: 65536.",
+    )
+    read_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a client has to send a request's headers, and then again its "
+        "whole body; a slower request gets 408 and its connection closed, so a client "
+        "trickling bytes cannot hold a connection and its buffer forever. 30 s leaves the "
+        "largest accepted body (~3 MB) room at 100 KB/s. Default: 30.",
+    )
     event_loop: Literal["asyncio", "uvloop"] = Field(
         "asyncio",
         description="uvicorn's event loop. asyncio serves requests in the order they arrive; "
