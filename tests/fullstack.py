@@ -1,4 +1,5 @@
-"""The native full stack for tests and docs: nginx, replicas, Pushgateway, Prometheus, Dask.
+"""The native full stack for tests and docs: nginx, replicas, Pushgateway, Prometheus, Dask,
+and Alertmanager when a test gives it a webhook.
 
 :func:`native_stack` starts it all on loopback; :func:`dashboard_queries` and
 :func:`evaluate` run the shipped Grafana dashboard's queries against its Prometheus. Used by
@@ -29,6 +30,7 @@ from tests.stack import (
     Gateway,
     Prometheus,
     Service,
+    alertmanager_running,
     gateway_running,
     prometheus_running,
     pushgateway_running,
@@ -57,6 +59,7 @@ class NativeStack:
     warehouse: Path
     started: float
     loop_errors: list[BaseException] = field(default_factory=list)
+    alertmanager: Service | None = None
 
 
 @contextmanager
@@ -67,11 +70,16 @@ def native_stack(
     replicas: int = 2,
     n_workers: int = 1,
     flush_interval: float = 0.5,
+    alert_webhook: str | None = None,
+    alert_for: Mapping[str, str] | None = None,
 ) -> Iterator[NativeStack]:
     """Start the whole stack on loopback under ``workdir``; stop every part on exit.
 
     The replicas are ``python -m serving`` processes on 127.0.0.1 ports, so nginx runs
     ``nginx.conf`` in static-upstream mode (the DNS mode needs replicas on 127.0.0.2+).
+    With ``alert_webhook`` (a URL) Alertmanager runs ``prometheus/alertmanager.yml`` with
+    that receiver and 1 s grouping waits, and Prometheus sends its alerts there;
+    ``alert_for`` shortens the named alerts' ``for:`` (see :func:`tests.stack.render_rules`).
     """
     warehouse = workdir / "warehouse"
     with ExitStack() as stack:
@@ -89,10 +97,17 @@ def native_stack(
         ]
         backends = [f"127.0.0.1:{s.port}" for s in servers]
         gateway = stack.enter_context(gateway_running(workdir / "nginx", static_backends=backends))
+        alertmanager = None
+        if alert_webhook is not None:
+            alertmanager = stack.enter_context(
+                alertmanager_running(workdir / "alertmanager", alert_webhook)
+            )
         prometheus = stack.enter_context(
             prometheus_running(
                 workdir / "prometheus",
                 {"model-server": backends, "pushgateway": [f"127.0.0.1:{pgw.port}"]},
+                alertmanagers=[f"127.0.0.1:{alertmanager.port}"] if alertmanager else (),
+                alert_for=alert_for,
             )
         )
         started = time.time()
@@ -109,7 +124,9 @@ def native_stack(
         )
         client = stack.enter_context(dask_client(settings))
         driver = Driver(settings, client)
-        native = NativeStack(gateway, prometheus, pgw, servers, driver, warehouse, started)
+        native = NativeStack(
+            gateway, prometheus, pgw, servers, driver, warehouse, started, alertmanager=alertmanager
+        )
         stop = threading.Event()
 
         def loop() -> None:

@@ -1,4 +1,4 @@
-"""Run the stack's own nginx, Prometheus and Pushgateway configs natively, on loopback ports.
+"""Run the stack's own nginx, Prometheus, Pushgateway and Alertmanager natively, on loopback.
 
 Each ``*_running`` function is a context manager that starts the real binary with the repo's
 config (only addresses rewritten), waits for it to answer with a deadline, and always stops it.
@@ -9,8 +9,10 @@ config (only addresses rewritten), waits for it to answer with a deadline, and a
   added while it runs, exactly like ``--scale``. ``static_backends`` instead pins ``host:port``
   servers in an upstream block, for machines where only 127.0.0.1 exists.
 - ``prometheus_running``: ``prometheus/prometheus.yml`` with each job's service discovery replaced
-  by static loopback targets, and the repo's rule files.
+  by static loopback targets, the repo's rule files, and (if given) a loopback Alertmanager.
 - ``pushgateway_running``: the Pushgateway on a free loopback port.
+- ``alertmanager_running``: ``prometheus/alertmanager.yml`` with its receivers' webhook URL
+  pointed at a test's receiver and its grouping waits shortened.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from tests.dns_stub import DnsStub
 
 NGINX_CONF = ROOT / "nginx.conf"
 PROMETHEUS_DIR = ROOT / "prometheus"
+ALERTMANAGER_CONF = PROMETHEUS_DIR / "alertmanager.yml"
 START_TIMEOUT = 20.0
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxies
 
@@ -232,12 +235,15 @@ def render_prometheus_config(
     self_target: str,
     scrape_interval: str | None = None,
     evaluation_interval: str | None = None,
+    alertmanagers: Sequence[str] = (),
 ) -> dict[str, Any]:
     """``prometheus/prometheus.yml`` with service discovery replaced by static targets.
 
     ``targets`` maps a job name of the file (``model-server``, ``pushgateway``,
     ``dask-scheduler``) to ``host:port`` targets; jobs not named are dropped, except
     ``prometheus`` itself, which scrapes ``self_target``. Rule files become absolute paths.
+    Alerts go to the ``alertmanagers`` (``host:port``); without any, the alerting section
+    is dropped.
     """
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     jobs = {sc["job_name"] for sc in config["scrape_configs"]}
@@ -267,7 +273,37 @@ def render_prometheus_config(
             sc.pop("scrape_timeout", None)
     if evaluation_interval:
         config["global"]["evaluation_interval"] = evaluation_interval
+    if not config.get("alerting", {}).get("alertmanagers"):
+        raise ValueError("prometheus.yml sends alerts nowhere: it lost its alerting section")
+    if alertmanagers:
+        config["alerting"] = {
+            "alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]
+        }
+    else:
+        del config["alerting"]
     return config
+
+
+def render_rules(directory: Path, alert_for: Mapping[str, str]) -> list[str]:
+    """Copy the repo's rule files into ``directory`` with the ``for:`` of the named alerts
+    replaced (a test's clock runs in seconds); return the copies' paths."""
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    directory.mkdir(parents=True, exist_ok=True)
+    out, seen = [], set()
+    for pattern in config.get("rule_files", []):
+        for path in sorted(PROMETHEUS_DIR.glob(pattern)):
+            rules = yaml.safe_load(path.read_text())
+            for group in rules["groups"]:
+                for rule in group["rules"]:
+                    if rule.get("alert") in alert_for:
+                        rule["for"] = alert_for[rule["alert"]]
+                        seen.add(rule["alert"])
+            copy = directory / path.name
+            copy.write_text(yaml.safe_dump(rules, sort_keys=False))
+            out.append(str(copy))
+    if set(alert_for) - seen:
+        raise ValueError(f"no alert named {sorted(set(alert_for) - seen)} in the rule files")
+    return out
 
 
 @dataclass
@@ -312,8 +348,14 @@ def prometheus_running(
     *,
     scrape_interval: str | None = "1s",
     evaluation_interval: str | None = "1s",
+    alertmanagers: Sequence[str] = (),
+    alert_for: Mapping[str, str] | None = None,
 ) -> Iterator[Prometheus]:
-    """Run Prometheus with the repo's config and rules, scraping loopback ``targets``."""
+    """Run Prometheus with the repo's config and rules, scraping loopback ``targets``.
+
+    Alerts go to ``alertmanagers`` (``host:port``), if any; ``alert_for`` maps alert names to
+    a shorter ``for:`` duration, in a copy of the rule files.
+    """
     binary = require_binary("prometheus")
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -322,7 +364,10 @@ def prometheus_running(
         self_target=f"127.0.0.1:{port}",
         scrape_interval=scrape_interval,
         evaluation_interval=evaluation_interval,
+        alertmanagers=alertmanagers,
     )
+    if alert_for:
+        config["rule_files"] = render_rules(workdir / "rules", alert_for)
     conf = workdir / "prometheus.yml"
     conf.write_text(yaml.safe_dump(config, sort_keys=False))
     argv = [
@@ -349,4 +394,60 @@ def pushgateway_running(workdir: Path) -> Iterator[Service]:
         "--log.level=warn",
     ]
     with _running("pushgateway", argv, workdir, port, "/-/ready") as svc:
+        yield svc
+
+
+# ----------------------------------------------------------------------------- Alertmanager
+
+
+def render_alertmanager_config(
+    webhook_url: str,
+    *,
+    group_wait: str | None = None,
+    group_interval: str | None = None,
+) -> dict[str, Any]:
+    """``prometheus/alertmanager.yml`` with every webhook receiver's URL set to ``webhook_url``
+    and, if given, the top route's ``group_wait`` and ``group_interval`` replaced."""
+    config = yaml.safe_load(ALERTMANAGER_CONF.read_text())
+    hooks = [
+        hook for receiver in config["receivers"] for hook in receiver.get("webhook_configs", [])
+    ]
+    if not hooks:
+        raise ValueError("alertmanager.yml has no webhook receiver for a test to stand in for")
+    for hook in hooks:
+        hook["url"] = webhook_url
+    if group_wait:
+        config["route"]["group_wait"] = group_wait
+    if group_interval:
+        config["route"]["group_interval"] = group_interval
+    return config
+
+
+@contextmanager
+def alertmanager_running(
+    workdir: Path,
+    webhook_url: str,
+    *,
+    group_wait: str | None = "1s",
+    group_interval: str | None = "1s",
+) -> Iterator[Service]:
+    """Run Alertmanager (Debian's ``prometheus-alertmanager``) with the repo's config, its
+    webhook receivers sending to ``webhook_url``; one instance, no cluster listener."""
+    binary = require_binary("prometheus-alertmanager")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = workdir / "alertmanager.yml"
+    config = render_alertmanager_config(
+        webhook_url, group_wait=group_wait, group_interval=group_interval
+    )
+    conf.write_text(yaml.safe_dump(config, sort_keys=False))
+    argv = [
+        binary,
+        f"--config.file={conf}",
+        f"--storage.path={workdir / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+        "--log.level=warn",
+    ]
+    with _running("alertmanager", argv, workdir, port, "/-/ready") as svc:
         yield svc
