@@ -18,16 +18,9 @@ from distributed import Client
 from analytics.detect import DetectConfig, WindowSpec, run_windows
 from analytics.profile import ReferenceProfile
 from analytics.windows import KEY_SCHEMA, plan_windows
-from ingest import (
-    CorruptFileError,
-    FileVanishedError,
-    LandingError,
-    Warehouse,
-    hold,
-    landing_listing,
-    read_keys,
-)
+from ingest import CorruptFileError, FileVanishedError, LandingError, Warehouse, hold
 from ingest.paths import backfill_root
+from ingest.reader import landing_listing, read_keys
 
 log = logging.getLogger("driftlake.analytics.backfill")
 ATTEMPTS = 3

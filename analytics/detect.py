@@ -22,9 +22,10 @@ from analytics.profile import ReferenceProfile
 from analytics.settings import AnalyticsSettings
 from analytics.stattests import KINDS, Kind, StatTest
 from analytics.windows import WindowPlan
-from ingest import RowSelection, Warehouse, read_rows
+from ingest import Warehouse
 from ingest.errors import ConfigError
 from ingest.paths import DRIFT, drift_window_path
+from ingest.reader import RowSelection, read_rows
 
 HISTORY_SCHEMA = {
     "model": pl.String,

@@ -31,14 +31,12 @@ from ingest import (
     DriftlakeError,
     RejectedFile,
     Warehouse,
-    compact,
-    landing_listing,
     mark_sealed,
     quarantine_rejected,
-    read_keys,
-    retain,
 )
+from ingest.maintain import compact, retain
 from ingest.paths import drift_dir
+from ingest.reader import landing_listing, read_keys
 
 log = logging.getLogger("driftlake.analytics.driver")
 HOUR_US = 3_600_000_000

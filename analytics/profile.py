@@ -10,7 +10,8 @@ from analytics.chisq import CategoricalReference
 from analytics.ks import KSReference
 from analytics.settings import AnalyticsSettings
 from analytics.stattests import Kind
-from ingest import PREDICTION, Reference, load_reference
+from ingest import PREDICTION
+from ingest.reference import Reference, load_reference
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingest import ConfigError
+from ingest.maintain.settings import MaintenanceSettings
 from ingest.paths import check_name
-from ingest.settings import MaintenanceSettings
 
 
 class AnalyticsSettings(BaseSettings):

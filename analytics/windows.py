@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from ingest import RowSelection
+from ingest.reader import RowSelection
 
 KEY_SCHEMA = {
     "file": pl.String,

@@ -33,21 +33,14 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from ingest import (
-    CompactionPolicy,
-    LandingWriter,
-    RowSelection,
-    Warehouse,
-    compact,
-    list_landing,
-    load_reference,
-    read_keys,
-    read_rows,
-    scan_landing,
-)
-from ingest.blocks import run_to_batch
+from ingest import Warehouse
+from ingest.capture import LandingWriter
+from ingest.capture._blocks import run_to_batch
+from ingest.capture._spool import Spool
+from ingest.maintain import CompactionPolicy, compact
+from ingest.reader import RowSelection, list_landing, read_keys, read_rows, scan_landing
+from ingest.reference import load_reference
 from ingest.schema import TS_TYPE
-from ingest.spool import Spool
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "breast_cancer"

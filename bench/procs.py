@@ -17,7 +17,8 @@ import numpy as np
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
-from ingest import Warehouse, load_reference
+from ingest import Warehouse
+from ingest.reference import load_reference
 from serving import Predictor, ServingSettings, load_predictor
 
 ROOT = Path(__file__).resolve().parents[1]

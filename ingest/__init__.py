@@ -1,82 +1,74 @@
-"""The landing-zone contract: paths, schema, storage, the batch writer, the readers, and
-maintenance (compaction, retention, quarantine, consumer progress marks).
+"""The landing-zone contract: paths, schema, storage, errors, progress marks and quarantine.
 
-``serving`` writes through :class:`LandingWriter`; ``analytics`` reads through the
-functions in :mod:`ingest.reader` and records its progress with :func:`mark_sealed`.
-This package depends on neither.
+Subpackages and modules by job (each public one lists what others may import in ``__all__``):
+
+- :mod:`ingest.capture`: the transport from a request to a landing file (the
+  :class:`~ingest.capture.LandingSink` protocol, the thread writer, the shared-memory spool
+  and its flusher process). It imports neither Polars nor the readers (import-linter).
+- :mod:`ingest.reader`: listings, planning keys, window rows and scans of the landing zone;
+  :mod:`ingest.manifest` resolves which files of an hour are visible.
+- :mod:`ingest.reference`: the reference (training) data a model is checked against.
+- :mod:`ingest.maintain`: compaction, retention and their ``python -m ingest`` CLI.
+- :mod:`ingest.settings_cli`: command-line flags made from a settings class.
+
+This package depends on neither ``serving`` nor ``analytics``. Its root imports no Polars,
+so a capture process that imports it stays small (import-linter holds both).
 """
 
 from __future__ import annotations
 
-import importlib
-
-# a function named like its module: importing the module binds the module's name here, so
-# these are bound now (ingest.quarantine needs nothing the writer does not)
+from ingest.errors import (
+    CheckpointError,
+    ConfigError,
+    CorruptFileError,
+    DriftlakeError,
+    FileVanishedError,
+    LandingError,
+    SchemaError,
+)
+from ingest.manifest import RejectedFile
+from ingest.progress import ProgressMark, hold, mark_sealed, sealed_before
 from ingest.quarantine import list_quarantined, quarantine, quarantine_rejected
+from ingest.schema import (
+    MODEL_VERSION,
+    PREDICTION,
+    REPLICA,
+    REQUEST_ID,
+    SCORE,
+    TS,
+    FeatureSpec,
+    ModelSchema,
+    schema_from_columns,
+    unify_schemas,
+)
+from ingest.storage import StoredFile, Warehouse
 
-# each name and the module that holds it, imported when first used (PEP 562): the
-# publisher process needs only the writer, and importing Polars (reader, compaction) would
-# add ~0.4 s to every publisher start, and its thread pools, to every replica
-_EXPORTS = {
-    "MODEL_VERSION": "schema",
-    "PREDICTION": "schema",
-    "REPLICA": "schema",
-    "REQUEST_ID": "schema",
-    "SCORE": "schema",
-    "TS": "schema",
-    "CheckpointError": "errors",
-    "CompactionPolicy": "compaction",
-    "CompactionReport": "compaction",
-    "ConfigError": "errors",
-    "CorruptFileError": "errors",
-    "DriftlakeError": "errors",
-    "FeatureSpec": "schema",
-    "FileVanishedError": "errors",
-    "LandingError": "errors",
-    "LandingFile": "reader",
-    "LandingListing": "reader",
-    "LandingWriter": "writer",
-    "ModelSchema": "schema",
-    "ProcessLandingWriter": "process_writer",
-    "ProgressMark": "progress",
-    "RejectedFile": "manifest",
-    "Reference": "reference",
-    "RetentionPolicy": "retention",
-    "RetentionReport": "retention",
-    "RowSelection": "reader",
-    "SchemaError": "errors",
-    "StoredFile": "storage",
-    "Warehouse": "storage",
-    "WriterStats": "writer",
-    "compact": "compaction",
-    "hold": "progress",
-    "landing_files": "reader",
-    "landing_listing": "reader",
-    "list_landing": "reader",
-    "load_reference": "reference",
-    "mark_sealed": "progress",
-    "process_writer_supported": "process_writer",
-    "read_file": "reader",
-    "read_keys": "reader",
-    "read_landing": "reader",
-    "read_rows": "reader",
-    "retain": "retention",
-    "scan_landing": "reader",
-    "schema_from_columns": "schema",
-    "sealed_before": "progress",
-    "unify_schemas": "schema",
-}
-__all__ = [*_EXPORTS, "list_quarantined", "quarantine", "quarantine_rejected"]
-
-
-def __getattr__(name: str) -> object:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ingest' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"ingest.{module}"), name)
-    globals()[name] = value  # later lookups do not come here
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_EXPORTS})
+__all__ = [
+    "MODEL_VERSION",
+    "PREDICTION",
+    "REPLICA",
+    "REQUEST_ID",
+    "SCORE",
+    "TS",
+    "CheckpointError",
+    "ConfigError",
+    "CorruptFileError",
+    "DriftlakeError",
+    "FeatureSpec",
+    "FileVanishedError",
+    "LandingError",
+    "ModelSchema",
+    "ProgressMark",
+    "RejectedFile",
+    "SchemaError",
+    "StoredFile",
+    "Warehouse",
+    "hold",
+    "list_quarantined",
+    "mark_sealed",
+    "quarantine",
+    "quarantine_rejected",
+    "schema_from_columns",
+    "sealed_before",
+    "unify_schemas",
+]

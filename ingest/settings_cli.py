@@ -66,7 +66,7 @@ def settings_flags(settings_cls: type[BaseSettings]) -> list[SettingFlag]:
 
     Example
     -------
-    >>> from ingest.settings import MaintenanceSettings
+    >>> from ingest.maintain.settings import MaintenanceSettings
     >>> [f.option for f in settings_flags(MaintenanceSettings)][:2]
     ['--warehouse', '--compact-grace']
     """
@@ -115,7 +115,7 @@ def add_settings_flags(
 
     Example
     -------
-    >>> from ingest.settings import MaintenanceSettings
+    >>> from ingest.maintain.settings import MaintenanceSettings
     >>> parser = argparse.ArgumentParser()
     >>> add_settings_flags(parser, MaintenanceSettings, aliases={"compact_grace": ["--grace"]})
     >>> args = parser.parse_args(["--grace", "60"])
@@ -228,7 +228,7 @@ def describe_validation_error(exc: ValidationError) -> str:
 
     Example
     -------
-    >>> from ingest.settings import MaintenanceSettings
+    >>> from ingest.maintain.settings import MaintenanceSettings
     >>> try:
     ...     MaintenanceSettings(compact_grace=-1)
     ... except ValidationError as exc:

@@ -20,14 +20,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
-from ingest import (
+from ingest import ModelSchema, Warehouse
+from ingest.capture import (
+    LandingSink,
     LandingWriter,
-    ModelSchema,
     ProcessLandingWriter,
-    Warehouse,
-    load_reference,
     process_writer_supported,
 )
+from ingest.reference import load_reference
 from serving.capture import Capture, CaptureBatchBuilder
 from serving.deadline import DeadlineExceeded, ReadDeadlines
 from serving.loading import load_predictor
@@ -62,7 +62,7 @@ class Service:
     predictor: Predictor
     parser: RequestParser
     metrics: ServingMetrics
-    writer: LandingWriter | None
+    writer: LandingSink | None
     capture: Capture | None
     max_body_bytes: int
     body_deadlines: ReadDeadlines

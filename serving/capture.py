@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from ingest import LandingWriter, ModelSchema
+from ingest import ModelSchema
+from ingest.capture import LandingSink
 from ingest.schema import TS_TYPE
 
 
@@ -93,7 +94,7 @@ class CaptureBatchBuilder:
 class Capture:
     """Appends each accepted request to the replica's landing writer (never blocks).
 
-    A request costs one O(1) :meth:`LandingWriter.append_block`: its arrays go into the
+    A request costs one O(1) :meth:`LandingSink.append_block`: its arrays go into the
     buffer as they are and the flusher thread builds the Arrow table of all buffered
     requests at once (building a record batch per request cost ~50 us, a fifth of a
     default-model request).
@@ -107,7 +108,7 @@ class Capture:
         record batch for callers that want one).
     """
 
-    def __init__(self, writer: LandingWriter, builder: CaptureBatchBuilder) -> None:
+    def __init__(self, writer: LandingSink, builder: CaptureBatchBuilder) -> None:
         self.writer = writer
         self.builder = builder
 

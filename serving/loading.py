@@ -19,8 +19,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
-from ingest import ConfigError, LandingError, Reference, Warehouse
+from ingest import ConfigError, LandingError, Warehouse
 from ingest.paths import model_cache_path
+from ingest.reference import Reference
 from serving.model import Predictor
 from serving.settings import ServingSettings
 

@@ -11,7 +11,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from starlette.requests import ClientDisconnect
 
-from ingest import LandingWriter, WriterStats
+from ingest.capture import LandingSink, WriterStats
 
 PRESET_STATUSES = (200, 422, 500)
 # nginx's status for "the client closed the request before the answer": a client's failure,
@@ -40,7 +40,7 @@ _NO_STATS = WriterStats(0, 0, 0, 0, 0, 0, 0.0, 0.0)
 class CaptureCollector(Collector):
     """Reads the landing writer's counters at scrape time, so requests never touch metrics."""
 
-    def __init__(self, writer: LandingWriter | None) -> None:
+    def __init__(self, writer: LandingSink | None) -> None:
         self.writer = writer
 
     def collect(self) -> Iterator[Metric]:
@@ -99,7 +99,7 @@ class ServingMetrics:
         model: str,
         model_version: str,
         replica: str,
-        writer: LandingWriter | None,
+        writer: LandingSink | None,
         routes: Sequence[str] = (),
     ) -> None:
         self.registry = CollectorRegistry()

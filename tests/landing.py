@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pyarrow as pa
 
-from ingest import LandingWriter, ModelSchema, Warehouse, load_reference
+from ingest import ModelSchema, Warehouse
+from ingest.capture import LandingWriter
+from ingest.reference import load_reference
 from serving.dataset import LABEL, split_breast_cancer
 from tests.conftest import REFERENCE
 

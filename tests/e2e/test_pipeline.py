@@ -11,7 +11,8 @@ import pytest
 from scipy.stats import ks_2samp
 
 from analytics import AnalyticsSettings, Driver, dask_client, load_checkpoint, read_history
-from ingest import PREDICTION, Warehouse, scan_landing
+from ingest import PREDICTION, Warehouse
+from ingest.reader import scan_landing
 from serving.dataset import LABEL, split_breast_cancer
 from tests.conftest import REFERENCE, free_port
 from tests.servers import model_server

@@ -15,7 +15,10 @@ from analytics import AnalyticsSettings, DetectConfig, WindowSpec
 from analytics.detect import run_window
 from analytics.profile import load_profile
 from analytics.windows import plan_windows
-from ingest import LandingWriter, Warehouse, list_landing, load_reference, read_keys
+from ingest import Warehouse
+from ingest.capture import LandingWriter
+from ingest.reader import list_landing, read_keys
+from ingest.reference import load_reference
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

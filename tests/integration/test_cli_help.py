@@ -9,7 +9,7 @@ import pytest
 from pydantic_settings import BaseSettings
 
 from analytics.settings import AnalyticsSettings
-from ingest.settings import MaintenanceSettings
+from ingest.maintain.settings import MaintenanceSettings
 from serving.settings import ServingSettings
 from tests.conftest import ROOT
 from tests.unit.test_settings_cli import field_names

@@ -17,25 +17,18 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from ingest import (
-    CompactionPolicy,
-    FileVanishedError,
-    RetentionPolicy,
-    Warehouse,
-    compact,
-    hold,
-    landing_files,
-    list_landing,
-    list_quarantined,
-    mark_sealed,
-    read_keys,
-    read_landing,
-    retain,
-    scan_landing,
-)
+from ingest import FileVanishedError, Warehouse, hold, list_quarantined, mark_sealed
+from ingest.maintain import CompactionPolicy, RetentionPolicy, compact, retain
 from ingest.manifest import view_partition
 from ingest.paths import hour_partition
-from ingest.reader import landing_partitions
+from ingest.reader import (
+    landing_files,
+    landing_partitions,
+    list_landing,
+    read_keys,
+    read_landing,
+    scan_landing,
+)
 from tests.conftest import ROOT
 from tests.landing import MODEL, holdout_rows, write_landing
 from tests.servers import wait_until

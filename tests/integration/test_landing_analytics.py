@@ -24,23 +24,15 @@ from analytics import (
     read_history,
 )
 from analytics.backfill import backfill
-from ingest import (
-    LandingWriter,
-    ModelSchema,
-    RowSelection,
-    Warehouse,
-    compact,
-    list_landing,
-    list_quarantined,
-    load_reference,
-    read_landing,
-    read_rows,
-    scan_landing,
-)
+from ingest import ModelSchema, Warehouse, list_quarantined
+from ingest.capture import LandingWriter
+from ingest.maintain import compact
+from ingest.maintain.settings import MaintenanceSettings
 from ingest.manifest import view_partition
 from ingest.paths import hour_partition
+from ingest.reader import RowSelection, list_landing, read_landing, read_rows, scan_landing
+from ingest.reference import load_reference
 from ingest.schema import FeatureSpec
-from ingest.settings import MaintenanceSettings
 from tests.conftest import REFERENCE
 from tests.landing import MODEL, holdout_rows, write_landing
 

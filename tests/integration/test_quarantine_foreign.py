@@ -21,23 +21,17 @@ import pytest
 from analytics import AnalyticsSettings, Driver, dask_client, load_checkpoint
 from analytics.backfill import backfill
 from ingest import (
-    CompactionPolicy,
     ConfigError,
     RejectedFile,
-    RetentionPolicy,
     Warehouse,
-    compact,
-    landing_files,
-    list_landing,
     list_quarantined,
     quarantine,
     quarantine_rejected,
-    read_landing,
-    retain,
-    scan_landing,
 )
+from ingest.maintain import CompactionPolicy, RetentionPolicy, compact, retain
+from ingest.maintain.settings import MaintenanceSettings
 from ingest.paths import hour_partition
-from ingest.settings import MaintenanceSettings
+from ingest.reader import landing_files, list_landing, read_landing, scan_landing
 from tests.conftest import REFERENCE, ROOT
 from tests.landing import MODEL, holdout_rows, write_landing
 

@@ -17,7 +17,8 @@ import pytest
 from pydantic import ValidationError
 from sklearn.tree import DecisionTreeRegressor
 
-from ingest import ConfigError, load_reference
+from ingest import ConfigError
+from ingest.reference import load_reference
 from serving import ServingSettings, create_app, train_default_model
 from tests.conftest import REFERENCE, ROOT
 from tests.servers import (

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ingest import publisher
+from ingest.capture import _publisher as publisher
 from tests.conftest import ROOT, require_binary
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]

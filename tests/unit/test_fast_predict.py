@@ -10,7 +10,8 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
-from ingest import Warehouse, load_reference
+from ingest import Warehouse
+from ingest.reference import load_reference
 from serving import Predictor, ServingSettings, load_predictor, train_default_model
 from serving.model import LinearScorer
 from tests.conftest import REFERENCE

@@ -14,7 +14,9 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
-from ingest import LandingWriter, Warehouse, list_landing, read_keys, schema_from_columns
+from ingest import Warehouse, schema_from_columns
+from ingest.capture import LandingWriter
+from ingest.reader import list_landing, read_keys
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
 

@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest import ModelSchema, SchemaError, unify_schemas
-from ingest.compaction import CompactionPolicy, plan_partition
+from ingest.maintain.compaction import CompactionPolicy, plan_partition
+from ingest.maintain.retention import expired_days, expired_hours
 from ingest.manifest import resolve
 from ingest.paths import compacted_file_name, parse_compacted_name
-from ingest.retention import expired_days, expired_hours
 from ingest.schema import FeatureSpec
 from ingest.storage import StoredFile
 

@@ -1,34 +1,33 @@
-"""The ingest package's names are what they say they are, and the publisher process does
-not pay for the readers' imports."""
+"""Every package's public surface (``__all__``) names real objects, and only those."""
 
 from __future__ import annotations
 
-import importlib.util
-import subprocess
-import sys
+import importlib
 import types
 
 import pytest
 
-import ingest
-
 pytestmark = pytest.mark.unit
 
-
-def test_every_exported_name_is_the_object_not_a_module():
-    for name in ingest.__all__:
-        if importlib.util.find_spec(f"ingest.{name}") is not None:
-            importlib.import_module(f"ingest.{name}")  # a module of that name, imported first
-        assert not isinstance(getattr(ingest, name), types.ModuleType), name
-    assert sorted(ingest.__all__) == sorted(set(ingest.__all__))
-    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
-        ingest.nonexistent  # noqa: B018
+PACKAGES = ("ingest", "ingest.capture", "ingest.maintain", "serving", "analytics")
 
 
-def test_the_publisher_imports_neither_polars_nor_the_readers():
-    code = (
-        "import sys, ingest.publisher; print(sorted(m for m in sys.modules if 'polars' in m "
-        "or m in ('ingest.reader', 'ingest.compaction', 'ingest.reference')))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_exported_name_is_an_object_of_the_package(package):
+    module = importlib.import_module(package)
+    exported = getattr(module, "__all__", [])
+    assert sorted(exported) == sorted(set(exported)), "a name is exported twice"
+    for name in exported:
+        value = getattr(module, name)
+        assert not isinstance(value, types.ModuleType), f"{package}.{name} is a module"
+
+
+def test_both_capture_writers_are_landing_sinks(tmp_path):
+    from ingest import Warehouse
+    from ingest.capture import LandingSink, LandingWriter, ProcessLandingWriter
+    from tests.unit.test_writer_blocks import SCHEMA
+
+    wh = Warehouse(tmp_path / "wh")
+    assert isinstance(LandingWriter(wh, SCHEMA, "r1"), LandingSink)
+    assert isinstance(ProcessLandingWriter(wh, SCHEMA, "r1"), LandingSink)  # not started
+    assert not isinstance(object(), LandingSink)

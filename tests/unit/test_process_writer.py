@@ -13,18 +13,12 @@ import time
 import numpy as np
 import pytest
 
-from ingest import (
-    LandingError,
-    LandingWriter,
-    ProcessLandingWriter,
-    SchemaError,
-    Warehouse,
-    process_writer_supported,
-    publisher,
-)
-from ingest import spool as sp
-from ingest.blocks import run_to_batch
-from ingest.process_writer import may_raise_publisher
+from ingest import LandingError, SchemaError, Warehouse
+from ingest.capture import LandingWriter, ProcessLandingWriter, process_writer_supported
+from ingest.capture import _publisher as publisher
+from ingest.capture import _spool as sp
+from ingest.capture._blocks import run_to_batch
+from ingest.capture.process_writer import may_raise_publisher
 from serving import CaptureBatchBuilder
 from tests.servers import wait_until
 from tests.unit.test_writer_blocks import FEATURES, SCHEMA, landed, requests, write_with_append
@@ -359,7 +353,7 @@ def test_a_ring_at_its_limit_logs_dropping_once_and_recovers_once_drained(tmp_pa
     small = used() - big
     while ring.capacity - used() >= big:
         assert append(1)
-    with caplog.at_level("WARNING", logger="driftlake.ingest.process_writer"):
+    with caplog.at_level("WARNING", logger="driftlake.ingest.capture.process_writer"):
         # at the limit a 16-row request is refused and a 1-row one still fits, alternately
         for _ in range(3):
             assert ring.capacity - used() >= small

@@ -10,9 +10,9 @@ from pydantic_settings import BaseSettings
 
 from analytics.__main__ import parse_settings
 from analytics.settings import AnalyticsSettings
-from ingest.__main__ import main as ingest_main
-from ingest.__main__ import parse_args as ingest_args
-from ingest.settings import MaintenanceSettings
+from ingest.maintain.__main__ import main as ingest_main
+from ingest.maintain.__main__ import parse_args as ingest_args
+from ingest.maintain.settings import MaintenanceSettings
 from ingest.settings_cli import settings_from_args
 from serving.__main__ import main as serving_main
 from serving.__main__ import parse_args as serving_args

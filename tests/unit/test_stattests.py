@@ -29,8 +29,11 @@ from analytics.ks import KSReference
 from analytics.profile import load_profile
 from analytics.stattests import StatTest, StatTestResult
 from analytics.windows import plan_windows
-from ingest import LandingWriter, Warehouse, list_landing, load_reference, read_keys
+from ingest import Warehouse
+from ingest.capture import LandingWriter
 from ingest.errors import ConfigError
+from ingest.reader import list_landing, read_keys
+from ingest.reference import load_reference
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
 

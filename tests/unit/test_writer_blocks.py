@@ -10,7 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ingest import LandingWriter, SchemaError, Warehouse, list_landing, schema_from_columns
+from ingest import SchemaError, Warehouse, schema_from_columns
+from ingest.capture import LandingWriter
+from ingest.reader import list_landing
 from serving import CaptureBatchBuilder
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]

@@ -4,7 +4,7 @@ One producer (the server's request path) and one consumer (the publisher process
 producer copies a request's arrays into the ring and advances ``write_pos``; the consumer
 copies records out and advances ``read_pos``. Neither ever waits for the other, takes a lock
 the other holds, or makes a system call: the request path never shares the GIL with
-Parquet encoding (see ingest/process_writer.py for why that matters).
+Parquet encoding (see ingest/capture/process_writer.py for why that matters).
 
 The ring lives in a ``memfd`` (anonymous shared memory, not bounded by a container's small
 ``/dev/shm``) that the child inherits as a file descriptor. Positions and counters are
@@ -13,7 +13,7 @@ of the ring: one that does not fit there is preceded by a pad record and starts 
 producer writes a record's bytes before it advances ``write_pos``, and the consumer reads
 ``write_pos`` before the bytes: correct where one core's stores become visible to another
 in program order, which x86-64 guarantees (TSO) and arm64 does not; hence
-:func:`ingest.process_writer.process_writer_supported`.
+:func:`ingest.capture.process_writer.process_writer_supported`.
 
 The ring is sized for the publisher's longest stall (a flush on a saturated machine), but
 most of the time the publisher takes everything several times a second. So a producer that
@@ -38,7 +38,7 @@ import struct
 import numpy as np
 import pyarrow as pa
 
-from ingest.blocks import Run
+from ingest.capture._blocks import Run
 from ingest.errors import LandingError
 
 # header slots (uint64); the comment names the only process that writes each

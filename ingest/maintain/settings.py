@@ -5,8 +5,8 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ingest.compaction import CompactionPolicy
-from ingest.retention import RetentionPolicy
+from ingest.maintain.compaction import CompactionPolicy
+from ingest.maintain.retention import RetentionPolicy
 
 
 class MaintenanceSettings(BaseSettings):

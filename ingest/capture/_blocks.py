@@ -84,7 +84,7 @@ def check_block(
         and (score is None or score.dtype is _F64)
     ):
         # serving's arrays: a dtype check touches less than asarray, which on the request
-        # path is what costs (see ingest.spool.Spool.put_block)
+        # path is what costs (see ingest.capture._spool.Spool.put_block)
         return features, prediction, score
     return (
         np.asarray(features, np.float64),

@@ -8,8 +8,8 @@ switch interval on each call, takes seconds, and the two threads convoy: measure
 cores, capture with the thread cost the default model's 32-row requests ~150 us of CPU per
 request instead of the flush's own ~30 us, and a forest ~10-20% of its throughput
 (BENCHMARKS.md). Here the request path copies each request's arrays into a shared-memory
-ring (:mod:`ingest.spool`, no lock, no system call) and a publisher process
-(:mod:`ingest.publisher`) turns them into landing files with the same LandingWriter code.
+ring (:mod:`ingest.capture._spool`, no lock, no system call) and a publisher process
+(:mod:`ingest.capture._publisher`) turns them into landing files with the same LandingWriter code.
 """
 
 from __future__ import annotations
@@ -28,15 +28,17 @@ from collections.abc import Callable
 import numpy as np
 import pyarrow as pa
 
-from ingest import paths, publisher
-from ingest import spool as sp
-from ingest.blocks import check_block
+from ingest import paths
+from ingest.capture import _publisher as publisher
+from ingest.capture import _spool as sp
+from ingest.capture._blocks import check_block
+from ingest.capture.sink import WriterStats
+from ingest.capture.thread_writer import CODECS
 from ingest.errors import LandingError
 from ingest.schema import ModelSchema
 from ingest.storage import Warehouse
-from ingest.writer import CODECS, WriterStats
 
-log = logging.getLogger("driftlake.ingest.process_writer")
+log = logging.getLogger("driftlake.ingest.capture.process_writer")
 
 # bytes of shared memory per row, beyond its numbers: a 1-row request's record header, id
 # and version, rounded up
@@ -46,7 +48,7 @@ _CHECK_EVERY = 1.0  # seconds between checks that the publisher is alive, on the
 
 def may_raise_publisher() -> bool:
     """True if this process may move its publisher from SCHED_IDLE back to nice
-    :data:`ingest.publisher.NICE` (CAP_SYS_NICE, or an RLIMIT_NICE that allows that nice
+    :data:`ingest.capture._publisher.NICE` (CAP_SYS_NICE, or an RLIMIT_NICE that allows that nice
     value, e.g. docker-compose's ``ulimits: nice``); only then may the publisher idle."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NICE)
     if soft == resource.RLIM_INFINITY or soft >= 20 - publisher.NICE:
@@ -79,7 +81,7 @@ class ProcessLandingWriter:
     default is 200,000. A larger ring used to cost tail latency at saturation (pooled p99
     +2.4, +4.8, +7.7 ms over capture off at 50,000, 100,000, 200,000 rows in one run),
     perhaps because the request path wrote a whole lap of it; now it starts again at the
-    front whenever it finds the ring emptied (ingest.spool). Rows the ring cannot take are
+    front whenever it finds the ring emptied (ingest.capture._spool). Rows the ring cannot take are
     dropped and counted, as are rows the publisher's own buffer (``max_buffer_rows``, while
     the landing zone refuses writes) cannot take. The ring stays mapped after
     :meth:`close`, so :meth:`stats` keeps answering.
@@ -278,7 +280,7 @@ class ProcessLandingWriter:
             [
                 sys.executable,
                 "-m",
-                "ingest.publisher",
+                "ingest.capture._publisher",
                 str(self._ring.fd),
                 str(self._ring.capacity),
             ],

@@ -10,14 +10,14 @@ from datetime import UTC, datetime, timedelta
 
 from ingest import paths
 from ingest.errors import ConfigError
-from ingest.lock import maintenance_lock
+from ingest.maintain._lock import maintenance_lock
 from ingest.manifest import view_partition
 from ingest.progress import HOUR_US, sealed_before
 from ingest.quarantine import quarantine_rejected
 from ingest.reader import landing_partitions
 from ingest.storage import Warehouse
 
-log = logging.getLogger("driftlake.ingest.retention")
+log = logging.getLogger("driftlake.ingest.maintain.retention")
 DAY_S = 86_400.0
 
 

@@ -1,10 +1,10 @@
 """Compaction: rewrite each closed, sealed landing hour into a few large, ts-sorted zstd files.
 
-One run per model: plan which hours are due (pure, :mod:`ingest.compaction_plan`), rewrite each due
-hour into a compaction group (on Dask workers when several are due), and delete the files
-that groups published at least ``delete_after`` seconds ago supersede. A group is visible to
-readers only once complete, and from then on hides the files it replaces
-(:mod:`ingest.manifest`), so no reader ever counts a row twice or misses one.
+One run per model: plan which hours are due (pure, :mod:`ingest.maintain._compaction_plan`),
+rewrite each due hour into a compaction group (on Dask workers when several are due), and
+delete the files that groups published at least ``delete_after`` seconds ago supersede. A
+group is visible to readers only once complete, and from then on hides the files it
+replaces (:mod:`ingest.manifest`), so no reader ever counts a row twice or misses one.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import polars as pl
 import pyarrow as pa
 
 from ingest import paths
-from ingest.compaction_plan import CompactionPolicy, PartitionPlan, plan_partition
 from ingest.errors import CorruptFileError, LandingError
-from ingest.lock import maintenance_lock
+from ingest.maintain._compaction_plan import CompactionPolicy, PartitionPlan, plan_partition
+from ingest.maintain._lock import maintenance_lock
 from ingest.manifest import (
     PartitionView,
     RejectedFile,
@@ -40,7 +40,7 @@ from ingest.storage import StoredFile, Warehouse
 if TYPE_CHECKING:
     from distributed import Client
 
-log = logging.getLogger("driftlake.ingest.compaction")
+log = logging.getLogger("driftlake.ingest.maintain.compaction")
 __all__ = [
     "CompactionPolicy",
     "CompactionReport",

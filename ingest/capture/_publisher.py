@@ -1,7 +1,7 @@
 """The publisher process: takes captured requests out of a spool and publishes landing files.
 
-Started by :class:`ingest.process_writer.ProcessLandingWriter` as ``python -m
-ingest.publisher <fd> <capacity>`` with its settings pickled on stdin. It runs a
+Started by :class:`ingest.capture.process_writer.ProcessLandingWriter` as ``python -m
+ingest.capture._publisher <fd> <capacity>`` with its settings pickled on stdin. It runs a
 :class:`LandingWriter` without its thread (this process has nothing else to do) and mirrors
 its counters into the spool's header. It ignores SIGINT and SIGTERM: the server that
 started it decides when it stops (the STOP slot), and if that server dies, even by SIGKILL,
@@ -20,12 +20,12 @@ import time
 
 import pyarrow as pa
 
-from ingest import spool as sp
-from ingest.blocks import Run, run_to_batch
+from ingest.capture import _spool as sp
+from ingest.capture._blocks import Run, run_to_batch
+from ingest.capture.thread_writer import LandingWriter
 from ingest.errors import LandingError
-from ingest.writer import LandingWriter
 
-log = logging.getLogger("driftlake.ingest.publisher")
+log = logging.getLogger("driftlake.ingest.capture._publisher")
 # When the publisher looks at the spool. Every look has a fixed cost (~0.3 ms alone, more
 # beside a busy server) and disturbs the server's core: at one-row requests a look every
 # 50 ms cost the server +24 us of CPU per request and one every 200 ms +13 us
@@ -39,7 +39,7 @@ log = logging.getLogger("driftlake.ingest.publisher")
 # flush() and close() wake it.
 POLL, BUSY_POLL, MAX_PAUSE = 0.2, 0.005, 1.0
 FILL_AT = 1 / 8
-# A request path that finds the spool emptied starts again at its front (ingest.spool),
+# A request path that finds the spool emptied starts again at its front (ingest.capture._spool),
 # which needs looks more often than every eighth (8.7 MB of a 70 MB spool); under a steady
 # stream it seldom finds it empty even so (session 10). Measured at 32 rows x 32
 # connections beside 8.7 MB looks: 1.05x the throughput, pooled p99 -3.1 ms (BENCHMARKS.md,
@@ -48,7 +48,7 @@ FILL_AT = 1 / 8
 LOOK_BYTES = 2 << 20
 # The publisher's priority. Normally nice 5: under CPU contention the server's request path
 # goes first, and the publisher still gets about a quarter of a core. Where the server may
-# raise it again (see ingest.process_writer.may_raise_publisher), the publisher drops to
+# raise it again (see ingest.capture.process_writer.may_raise_publisher), the publisher drops to
 # SCHED_IDLE whenever the spool is under IDLE_BELOW full after a take: a request then never
 # waits for a flush to finish its time slice (p99 at one connection: +1.3 ms at nice 5,
 # +0.3 ms idle; BENCHMARKS.md). It goes back to nice 5 itself when it finds more, and the

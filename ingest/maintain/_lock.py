@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from ingest import paths
 from ingest.storage import Warehouse
 
-log = logging.getLogger("driftlake.ingest.lock")
+log = logging.getLogger("driftlake.ingest.maintain._lock")
 
 
 @contextmanager

@@ -6,7 +6,6 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -14,26 +13,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ingest import paths
-from ingest.blocks import Block, check_block, to_batches
+from ingest.capture._blocks import Block, check_block, to_batches
+from ingest.capture.sink import WriterStats
 from ingest.errors import LandingError
 from ingest.schema import MODEL_VERSION, REPLICA, TS, ModelSchema
 from ingest.storage import Warehouse
 
-log = logging.getLogger("driftlake.ingest.writer")
-
-
-@dataclass(frozen=True)
-class WriterStats:
-    """Counters of one writer since it started (rows are feature rows, not requests)."""
-
-    captured_rows: int
-    flushed_rows: int
-    dropped_rows: int
-    buffered_rows: int
-    flushed_files: int
-    failed_flushes: int
-    last_flush_seconds: float
-    oldest_buffered_age_seconds: float
+log = logging.getLogger("driftlake.ingest.capture.thread_writer")
 
 
 # Codecs a landing file may use. "none" is the default: landing files live until compaction
