@@ -1,4 +1,4 @@
-"""Drift analytics: reference profile, statistics, windows, the Dask driver, publishing.
+"""Drift analytics: reference profile, statistics, windows, the Dask driver, pushing results.
 
 Reads the landing zone only through :mod:`ingest`; never imports :mod:`serving`.
 """

@@ -1,4 +1,4 @@
-"""The analytics driver: plan windows from landing keys, test them on Dask, record, publish.
+"""The analytics driver: plan windows from landing keys, test them on Dask, record, push.
 
 One cycle: list new landing files, read only their keys, advance the watermark, cut the
 final rows into windows, run each window as a Dask task (the task reads the rows and writes
@@ -23,7 +23,7 @@ from analytics.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from analytics.detect import DetectConfig, WindowResult, WindowSpec, run_windows
 from analytics.failpoints import failpoint
 from analytics.profile import ReferenceProfile, load_profile
-from analytics.publish import CycleState, Publisher
+from analytics.push import CycleState, Pusher
 from analytics.settings import AnalyticsSettings
 from analytics.windows import plan_time_windows, plan_windows, watermark
 from ingest import (
@@ -90,8 +90,8 @@ class Driver:
         self.warehouse = Warehouse(settings.warehouse)
         self.profile = profile or load_profile(settings)
         self.config = DetectConfig.from_settings(settings)
-        self.publisher = (
-            Publisher(settings.pushgateway, settings.push_timeout) if settings.pushgateway else None
+        self.pusher = (
+            Pusher(settings.pushgateway, settings.push_timeout) if settings.pushgateway else None
         )
         self.checkpoint = load_checkpoint(self.warehouse, self.model)
         self.cycle_errors = 0
@@ -240,7 +240,7 @@ class Driver:
                 del cp.seen[part]
 
     def _push(self, cycle_seconds: float, lag_us: int) -> bool | None:
-        if self.publisher is None:
+        if self.pusher is None:
             return None
         cp = self.checkpoint
         state = CycleState(
@@ -254,7 +254,7 @@ class Driver:
             cycle_seconds=cycle_seconds,
             landing_lag_seconds=max(lag_us / 1e6, 0.0),
         )
-        return self.publisher.push(self.model, self.last_result, state)
+        return self.pusher.push(self.model, self.last_result, state)
 
     # -- maintenance --------------------------------------------------------------------
     def maintain(self) -> None:

@@ -8,14 +8,14 @@ what capture adds to a request's work, the part of it that the clock cannot reso
 
 For ``off`` (``python -m serving --no-capture``) and ``on`` (``python -m serving``), each
 round starts the server under ``valgrind --tool=callgrind --instr-atstart=no
---trace-children=yes`` (so its publisher process is counted too), warms it up uncounted,
-turns counting on (``callgrind_control -i on``) for the server and its publisher, sends
+--trace-children=yes`` (so its flusher process is counted too), warms it up uncounted,
+turns counting on (``callgrind_control -i on``) for the server and its flusher, sends
 ``--requests`` requests of ``--batch`` held-out rows one after another from this process,
-then turns the server's counting off, waits until the publisher has published every row
+then turns the server's counting off, waits until the flusher has published every row
 (that flush is counted), turns its counting off and stops both with SIGTERM. Reported:
-instructions per request of the server and of the publisher, and on against off. Not
+instructions per request of the server and of the flusher, and on against off. Not
 counted: cache misses and other time an instruction takes (the ring's writes touch fresh
-memory). The publisher's figure overstates it: it looks at the ring by the clock (about
+memory). The flusher's figure overstates it: it looks at the ring by the clock (about
 once a second), and under valgrind a second holds ~50 times fewer requests than natively,
 so its fixed cost per look is spread over fewer of them. The server's figure is the
 request path, which is what competes with requests for the server's core.
@@ -56,7 +56,7 @@ def counted(out_dir: Path, pid: int) -> int:
 
 
 def published(server: procs.Proc, config: str, timeout: float = 900.0) -> None:
-    """Wait until the server's publisher has published every row captured so far."""
+    """Wait until the server's flusher has published every row captured so far."""
     if config == "off":
         return
     deadline = time.monotonic() + timeout
@@ -65,12 +65,12 @@ def published(server: procs.Proc, config: str, timeout: float = 900.0) -> None:
         if m["driftlake_capture_flushed_rows_total"] >= m["driftlake_capture_rows_total"] > 0:
             return
         if time.monotonic() > deadline:
-            raise SystemExit(f"the publisher did not publish within {timeout:g} s: {m}")
+            raise SystemExit(f"the flusher did not publish within {timeout:g} s: {m}")
         time.sleep(0.5)
 
 
 def one_round(config: str, args: argparse.Namespace, work: Path) -> tuple[float, float]:
-    """Instructions per request of the server and of its publisher, in one run."""
+    """Instructions per request of the server and of its flusher, in one run."""
     out_dir = work / f"{config}-{time.monotonic_ns()}"
     out_dir.mkdir()
     valgrind = (
@@ -106,9 +106,9 @@ def one_round(config: str, args: argparse.Namespace, work: Path) -> tuple[float,
     finally:
         server.stop(timeout=600)
     own = counted(out_dir, server.proc.pid)
-    publisher = sum(counted(out_dir, pid) for pid in pids[1:])
+    flusher = sum(counted(out_dir, pid) for pid in pids[1:])
     shutil.rmtree(out_dir / "warehouse", ignore_errors=True)
-    return own / args.requests, publisher / args.requests
+    return own / args.requests, flusher / args.requests
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -123,26 +123,26 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
     for rnd in range(args.rounds):
         for config in ("off", "on") if rnd % 2 == 0 else ("on", "off"):
-            server, publisher = one_round(config, args, work)
-            results[config].append((server, publisher))
+            server, flusher = one_round(config, args, work)
+            results[config].append((server, flusher))
             print(
-                f"  {config:>3} round {rnd}: server {server:,.0f} + publisher "
-                f"{publisher:,.0f} instructions/request",
+                f"  {config:>3} round {rnd}: server {server:,.0f} + flusher "
+                f"{flusher:,.0f} instructions/request",
                 flush=True,
             )
     off = statistics.median(s for s, _ in results["off"])
     on_server = statistics.median(s for s, _ in results["on"])
-    on_publisher = statistics.median(p for _, p in results["on"])
+    on_flusher = statistics.median(p for _, p in results["on"])
     print(
         f"\n{args.batch} row(s)/request, {args.requests} requests per run, medians of "
         f"{args.rounds} runs: instructions per request"
     )
-    print("| config | server | publisher | total | against off |")
+    print("| config | server | flusher | total | against off |")
     print("|---|---|---|---|---|")
     print(f"| off | {off:,.0f} | - | {off:,.0f} | 1.000 |")
-    total = on_server + on_publisher
+    total = on_server + on_flusher
     print(
-        f"| on | {on_server:,.0f} | {on_publisher:,.0f} | {total:,.0f} | {total / off:.3f} "
+        f"| on | {on_server:,.0f} | {on_flusher:,.0f} | {total:,.0f} | {total / off:.3f} "
         f"(server {on_server / off:.3f}) |"
     )
 

@@ -6,7 +6,7 @@ medians of the repeats, on a fresh temporary warehouse.
 
 Capture: requests of 1 and 32 rows of the 30-feature breast-cancer schema go through the
 path serving runs, in one process: ``Spool.put_block`` per request (the request path's copy
-into shared memory), then the publisher's part: ``Spool.take`` and ``run_to_batch`` (one
+into shared memory), then the flusher's part: ``Spool.take`` and ``run_to_batch`` (one
 Arrow batch of every request taken) and ``LandingWriter.flush`` of one landing file of
 about 5,000 or 50,000 rows (the default FLUSH_ROWS) with the default settings.
 
@@ -73,7 +73,7 @@ def make_batch(schema, rows: int, ts: datetime, replica: str, rng) -> pa.RecordB
 
 def bench_write(schema, base: Path, repeats: int) -> list[str]:
     """The capture path as serving runs it, without the processes: the request path's copy
-    into the spool, then the publisher's take, Arrow build and flush of one landing file."""
+    into the spool, then the flusher's take, Arrow build and flush of one landing file."""
     rng = np.random.default_rng(0)
     n_features = len(schema.features)
     lines = []

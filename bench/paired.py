@@ -53,7 +53,7 @@ def williams_orders(n: int) -> list[tuple[int, ...]]:
     other equally often (a Williams design: n orders for even n, 2n for odd n).
 
     A plain rotation always runs a variant after the same one, so whatever a round leaves
-    behind (the previous server's publisher still writing, a warm or cold cache) lands on
+    behind (the previous server's flusher still writing, a warm or cold cache) lands on
     one variant only; 20 rounds of two identical servers so rotated differed by 6% in
     throughput and 2 ms in p99.
     """

@@ -42,7 +42,7 @@ class Proc:
     log_path: Path
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the process and its live children (its publisher)."""
+        """User + system CPU time of the process and its live children (its flusher)."""
         return sum(self.cpu_split())
 
     def cpu_split(self) -> tuple[float, float]:
@@ -66,7 +66,7 @@ class Proc:
 
 
 def descendants(pid: int) -> list[int]:
-    """Every live descendant of process ``pid`` (a model server's publisher)."""
+    """Every live descendant of process ``pid`` (a model server's flusher)."""
     out, todo = [], [pid]
     while todo:
         p = todo.pop()

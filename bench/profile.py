@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     main_us = (cpu1["main"] - cpu0["main"]) / requests * 1e6
     other_us = (cpu1["other"] - cpu0["other"]) / requests * 1e6
     # Samples of the main thread split its CPU time; the landing writer's (a thread, or the
-    # publisher process) is read from /proc, since a thread's samples also count GIL waits.
+    # flusher process) is read from /proc, since a thread's samples also count GIL waits.
     counts: collections.Counter[str] = collections.Counter()
     for line in raw.read_text().splitlines():
         stack, n = line.rsplit(" ", 1)
@@ -106,12 +106,12 @@ def main(argv: list[str] | None = None) -> None:
     for name, n in counts.most_common():
         us = main_us * n / total
         print(f"| main thread: {name} | {us / whole:.1%} | {us:,.0f} |")
-    print(f"| landing writer (thread or publisher) | {other_us / whole:.1%} | {other_us:,.0f} |")
+    print(f"| landing writer (thread or flusher) | {other_us / whole:.1%} | {other_us:,.0f} |")
 
 
 def thread_cpu(pid: int) -> dict[str, float]:
     """CPU seconds of a process's main thread, and of its other threads and child processes
-    (the landing writer's thread, or its publisher process), from /proc."""
+    (the landing writer's thread, or its flusher process), from /proc."""
     out = {"main": 0.0, "other": 0.0}
     for task in Path(f"/proc/{pid}/task").iterdir():
         fields = (task / "stat").read_text().rsplit(")", 1)[1].split()

@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
         "the p99 of every round's requests together [95% bootstrap interval over rounds]"
     )
     print(
-        f"| server | req/s | p50 ms | p99 ms | CPU ms/request: server + publisher "
+        f"| server | req/s | p50 ms | p99 ms | CPU ms/request: server + flusher "
         f"| req/s / {names[0]} | p99 - {names[0]}, ms | pooled p99 ms "
         f"| pooled p99 - {names[0]}, ms | rows dropped / captured |"
     )

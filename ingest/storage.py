@@ -233,7 +233,7 @@ def _make_durable(fd: int, cache: bool) -> None:
     Kept, they grow the page cache without bound, charged to the server's container, whose
     own allocations must then reclaim it; and on a VM that reports free pages to its host,
     as the benchmark machine does, every new page-cache page costs a host fault: the
-    publisher's system time tripled after 30 s (BENCHMARKS.md, session 10).
+    flusher's system time tripled after 30 s (BENCHMARKS.md, session 10).
     """
     os.fdatasync(fd)
     if not cache:

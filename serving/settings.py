@@ -105,8 +105,8 @@ class ServingSettings(BaseSettings):
     spool_rows: int = Field(
         200_000,
         ge=1_000,
-        description="Rows the shared memory between the server and its publisher process holds "
-        "(~70 MB at 30 features): what arrives while the publisher flushes must fit (a burst "
+        description="Rows the shared memory between the server and its flusher process holds "
+        "(~70 MB at 30 features): what arrives while the flusher flushes must fit (a burst "
         "of 1,000-row requests filled 56,000 rows of it during a 0.2 s flush); rows that do "
         "not fit are dropped and counted; a larger spool may cost tail latency at saturation "
         "(BENCHMARKS.md). Default: 200000.",

@@ -2,7 +2,7 @@
 
 Two writers satisfy :class:`LandingSink`: :class:`LandingWriter` flushes from a thread of the
 server process; :class:`ProcessLandingWriter` copies rows into a shared-memory ring
-(``_spool``) that a flusher process (``_publisher``) turns into landing files, off the
+(``_spool``) that a flusher process (``_flusher``) turns into landing files, off the
 server's interpreter. Neither imports Polars nor the readers (an import-linter contract).
 """
 

@@ -1,5 +1,5 @@
 """Captured requests as numpy arrays: the check on the request path, and the bulk conversion
-of many requests (a thread writer's blocks, a publisher's runs) into Arrow record batches
+of many requests (a thread writer's blocks, a flusher's runs) into Arrow record batches
 off it (no per-row Python loop)."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ Block = tuple
 
 
 class Run(NamedTuple):
-    """Many consecutive requests' rows, as the publisher copies them out of its spool at once:
+    """Many consecutive requests' rows, as the flusher copies them out of its spool at once:
     per-request ``ts_us``, ``counts``, ``prefixes`` and ``versions``, per-row arrays after.
     ``score`` is None if no request of the run has one."""
 

@@ -1,6 +1,6 @@
-"""A shared-memory ring that carries captured requests from a model server to its publisher.
+"""A shared-memory ring that carries captured requests from a model server to its flusher.
 
-One producer (the server's request path) and one consumer (the publisher process). The
+One producer (the server's request path) and one consumer (the flusher process). The
 producer copies a request's arrays into the ring and advances ``write_pos``; the consumer
 copies records out and advances ``read_pos``. Neither ever waits for the other, takes a lock
 the other holds, or makes a system call: the request path never shares the GIL with
@@ -15,8 +15,8 @@ producer writes a record's bytes before it advances ``write_pos``, and the consu
 in program order, which x86-64 guarantees (TSO) and arm64 does not; hence
 :func:`ingest.capture.process_writer.process_writer_supported`.
 
-The ring is sized for the publisher's longest stall (a flush on a saturated machine), but
-most of the time the publisher takes everything several times a second. So a producer that
+The ring is sized for the flusher's longest stall (a flush on a saturated machine), but
+most of the time the flusher takes everything several times a second. So a producer that
 finds the ring empty at least REWIND_AT into it starts again at 0, in memory that is still
 in cache, not the rest of a 70 MB lap (put_block in a loop: 1.6 us with a 1.3 MB ring,
 2.5 us with 64 MB; in a loaded server, with looks every 2 MB, the server's CPU a request

@@ -8,8 +8,8 @@ switch interval on each call, takes seconds, and the two threads convoy: measure
 cores, capture with the thread cost the default model's 32-row requests ~150 us of CPU per
 request instead of the flush's own ~30 us, and a forest ~10-20% of its throughput
 (BENCHMARKS.md). Here the request path copies each request's arrays into a shared-memory
-ring (:mod:`ingest.capture._spool`, no lock, no system call) and a publisher process
-(:mod:`ingest.capture._publisher`) turns them into landing files with the same LandingWriter code.
+ring (:mod:`ingest.capture._spool`, no lock, no system call) and a flusher process
+(:mod:`ingest.capture._flusher`) turns them into landing files with the same LandingWriter code.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from ingest import paths
-from ingest.capture import _publisher as publisher
+from ingest.capture import _flusher as flusher
 from ingest.capture import _spool as sp
 from ingest.capture._blocks import check_block
 from ingest.capture.sink import WriterStats
@@ -43,15 +43,15 @@ log = logging.getLogger("driftlake.ingest.capture.process_writer")
 # bytes of shared memory per row, beyond its numbers: a 1-row request's record header, id
 # and version, rounded up
 _ROW_OVERHEAD = 96
-_CHECK_EVERY = 1.0  # seconds between checks that the publisher is alive, on the request path
+_CHECK_EVERY = 1.0  # seconds between checks that the flusher is alive, on the request path
 
 
-def may_raise_publisher() -> bool:
-    """True if this process may move its publisher from SCHED_IDLE back to nice
-    :data:`ingest.capture._publisher.NICE` (CAP_SYS_NICE, or an RLIMIT_NICE that allows that nice
-    value, e.g. docker-compose's ``ulimits: nice``); only then may the publisher idle."""
+def may_raise_flusher() -> bool:
+    """True if this process may move its flusher from SCHED_IDLE back to nice
+    :data:`ingest.capture._flusher.NICE` (CAP_SYS_NICE, or an RLIMIT_NICE that allows that nice
+    value, e.g. docker-compose's ``ulimits: nice``); only then may the flusher idle."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NICE)
-    if soft == resource.RLIM_INFINITY or soft >= 20 - publisher.NICE:
+    if soft == resource.RLIM_INFINITY or soft >= 20 - flusher.NICE:
         return True
     with open("/proc/self/status") as fh:
         caps = next((line.split()[1] for line in fh if line.startswith("CapEff:")), "0")
@@ -71,8 +71,8 @@ class ProcessLandingWriter:
     """:class:`LandingWriter`'s interface, publishing from a child process.
 
     Parameters are LandingWriter's, plus ``spool_rows``: how many rows of the schema the
-    shared-memory ring holds between the request path and the publisher (~70 MB for 30
-    features). The publisher takes rows out whenever a flush is due, and often enough that
+    shared-memory ring holds between the request path and the flusher (~70 MB for 30
+    features). The flusher takes rows out whenever a flush is due, and often enough that
     the ring stays under an eighth full (2 MB at most) at the rate it fills, but not while
     it flushes, so the ring must hold what arrives during a flush: a burst of 1,000-row
     requests filled up to 56,000 rows' worth of it while a first flush took 0.2 s on a
@@ -82,13 +82,13 @@ class ProcessLandingWriter:
     +2.4, +4.8, +7.7 ms over capture off at 50,000, 100,000, 200,000 rows in one run),
     perhaps because the request path wrote a whole lap of it; now it starts again at the
     front whenever it finds the ring emptied (ingest.capture._spool). Rows the ring cannot take are
-    dropped and counted, as are rows the publisher's own buffer (``max_buffer_rows``, while
+    dropped and counted, as are rows the flusher's own buffer (``max_buffer_rows``, while
     the landing zone refuses writes) cannot take. The ring stays mapped after
     :meth:`close`, so :meth:`stats` keeps answering.
 
-    If the publisher dies it is restarted on the same ring (rows it had taken and not
+    If the flusher dies it is restarted on the same ring (rows it had taken and not
     published are counted as dropped). If this process dies, even by SIGKILL, the
-    publisher publishes every row already handed over and exits.
+    flusher publishes every row already handed over and exits.
     """
 
     def __init__(
@@ -130,11 +130,11 @@ class ProcessLandingWriter:
         self._dropping = False
         self._next_check = 0.0
         self._unread_since = 0
-        # counters of publishers that died, and rows they took with them
+        # counters of flushers that died, and rows they took with them
         self._base = {sp.FLUSHED: 0, sp.FILES: 0, sp.FAILURES: 0, sp.DROPPED: 0}
         self._lost = 0
-        self._may_idle = may_raise_publisher()
-        # the publisher sleeps on this between looks at the ring (up to its MAX_PAUSE): written
+        self._may_idle = may_raise_flusher()
+        # the flusher sleeps on this between looks at the ring (up to its MAX_PAUSE): written
         # when the ring is a quarter full, and by flush() and close(), which wait for it
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._woken_at = 0.0
@@ -168,7 +168,7 @@ class ProcessLandingWriter:
 
     def _note_unread(self) -> None:
         # rows still in the ring are no older than the moment it last went from empty to
-        # not: the publisher reports the age of what it took, this covers what it has not
+        # not: the flusher reports the age of what it took, this covers what it has not
         if self._ring.used() == 0:
             self._unread_since = time.monotonic_ns()
 
@@ -186,26 +186,26 @@ class ProcessLandingWriter:
             and now - self._woken_at >= 0.01  # a few system calls: not on every request
         ):
             self._woken_at = now
-            self._wake_publisher()
+            self._wake_flusher()
         if now >= self._next_check:
             self._next_check = now + _CHECK_EVERY
-            self._check_publisher()
+            self._check_flusher()
         return ok
 
-    def _wake_publisher(self) -> None:
-        """The spool is a quarter full, or the caller waits for the publisher: wake it, and
+    def _wake_flusher(self) -> None:
+        """The spool is a quarter full, or the caller waits for the flusher: wake it, and
         put one at SCHED_IDLE back at its nice value (a busy core may starve it)."""
         if self._wake >= 0:
             os.eventfd_write(self._wake, 1)
         if not self._may_idle or self._proc is None or self._proc.poll() is not None:
             return
         try:
-            publisher.set_policy(self._proc.pid, os.SCHED_OTHER)
-        except FileNotFoundError:  # it just exited: _check_publisher restarts it
+            flusher.set_policy(self._proc.pid, os.SCHED_OTHER)
+        except FileNotFoundError:  # it just exited: _check_flusher restarts it
             pass
-        except PermissionError as exc:  # the limits changed: the next publisher stays at nice
+        except PermissionError as exc:  # the limits changed: the next flusher stays at nice
             self._may_idle = False
-            log.warning("event=publisher_priority replica=%s reason=%s", self.replica, exc)
+            log.warning("event=flusher_priority replica=%s reason=%s", self.replica, exc)
 
     def _log_dropping(self, ok: bool) -> None:
         """Log once when the ring starts refusing rows, and once when it has room again:
@@ -215,7 +215,7 @@ class ProcessLandingWriter:
         if not ok and not self._dropping:
             self._dropping = True
             log.error(
-                "event=capture_dropping replica=%s reason=the publisher is not taking rows "
+                "event=capture_dropping replica=%s reason=the flusher is not taking rows "
                 "out of the spool (full at %d bytes)",
                 self.replica,
                 ring.capacity,
@@ -226,20 +226,20 @@ class ProcessLandingWriter:
 
     # -- lifecycle ----------------------------------------------------------------------
     def start(self, timeout: float = 60.0) -> ProcessLandingWriter:
-        """Start the publisher process and return (self) once it takes rows out of the ring.
+        """Start the flusher process and return (self) once it takes rows out of the ring.
 
         It needs a second or two to import pyarrow and numpy, and a server behind a load
         balancer gets its share of the traffic as soon as it answers: a burst of 1,000-row
         requests filled a 50,000-row ring in half a second, and the rows after that were
         dropped.
 
-        Raises LandingError if the publisher exits or is not ready within ``timeout``.
+        Raises LandingError if the flusher exits or is not ready within ``timeout``.
         """
         if self._proc is not None:
             return self
         self._spawn()
         try:
-            self._wait_for_publisher(
+            self._wait_for_flusher(
                 lambda: self._ring.get(sp.READY) == self._proc.pid, "be ready", timeout, 0.01
             )
         except LandingError:
@@ -250,21 +250,21 @@ class ProcessLandingWriter:
             raise
         return self
 
-    def _wait_for_publisher(
+    def _wait_for_flusher(
         self, done: Callable[[], bool], goal: str, timeout: float, pause: float
     ) -> None:
-        """Poll ``done`` until it holds; LandingError if the publisher exits or time runs out."""
+        """Poll ``done`` until it holds; LandingError if the flusher exits or time runs out."""
         proc = self._proc
         deadline = time.monotonic() + timeout
         while not done():
             if proc.poll() is not None:
                 raise LandingError(
-                    f"the publisher of replica {self.replica} exited with {proc.returncode} "
+                    f"the flusher of replica {self.replica} exited with {proc.returncode} "
                     f"before it could {goal} (its error is in this process's log)"
                 )
             if time.monotonic() > deadline:
                 raise LandingError(
-                    f"the publisher of replica {self.replica} did not {goal} within {timeout:g} s"
+                    f"the flusher of replica {self.replica} did not {goal} within {timeout:g} s"
                 )
             time.sleep(pause)
 
@@ -280,7 +280,7 @@ class ProcessLandingWriter:
             [
                 sys.executable,
                 "-m",
-                "ingest.capture._publisher",
+                "ingest.capture._flusher",
                 str(self._ring.fd),
                 str(self._ring.capacity),
             ],
@@ -295,8 +295,8 @@ class ProcessLandingWriter:
             # it exited before reading its config: start() or the next flush reports how
             pass
 
-    def _check_publisher(self) -> None:
-        """Restart a publisher that died; rows it had taken and not published are lost."""
+    def _check_flusher(self) -> None:
+        """Restart a flusher that died; rows it had taken and not published are lost."""
         proc = self._proc
         if proc is None or self._stopping or proc.poll() is None:
             return
@@ -309,7 +309,7 @@ class ProcessLandingWriter:
         ring.set(sp.TAKEN, 0)
         ring.set(sp.OLDEST_NS, 0)
         log.error(
-            "event=publisher_died replica=%s returncode=%s lost_rows=%d action=restarting",
+            "event=flusher_died replica=%s returncode=%s lost_rows=%d action=restarting",
             self.replica,
             proc.returncode,
             lost,
@@ -320,21 +320,19 @@ class ProcessLandingWriter:
         """Publish every row appended so far; returns the rows published meanwhile.
 
         Raises LandingError if some could not be published (they stay buffered and are
-        retried) or the publisher did not answer within ``timeout``.
+        retried) or the flusher did not answer within ``timeout``.
         """
         with self._lock:
-            self._check_publisher()
+            self._check_flusher()
         if self._proc is None:
-            raise LandingError(f"the publisher of replica {self.replica} is not running")
+            raise LandingError(f"the flusher of replica {self.replica} is not running")
         ring = self._ring
         before = self.stats().flushed_rows
         errors = ring.get(sp.FLUSH_ERRORS)
         request = ring.get(sp.FLUSH_REQUEST) + 1
         ring.set(sp.FLUSH_REQUEST, request)
-        self._wake_publisher()
-        self._wait_for_publisher(
-            lambda: ring.get(sp.FLUSH_DONE) >= request, "flush", timeout, 0.002
-        )
+        self._wake_flusher()
+        self._wait_for_flusher(lambda: ring.get(sp.FLUSH_DONE) >= request, "flush", timeout, 0.002)
         published = self.stats().flushed_rows - before
         if ring.get(sp.FLUSH_ERRORS) != errors:
             raise LandingError(
@@ -344,7 +342,7 @@ class ProcessLandingWriter:
         return published
 
     def close(self, timeout: float = 30.0) -> None:
-        """Publish every row (the publisher retries for up to ``timeout``), then stop it."""
+        """Publish every row (the flusher retries for up to ``timeout``), then stop it."""
         if self._closed:
             return
         self._stopping = True
@@ -353,20 +351,20 @@ class ProcessLandingWriter:
             self._spawn()
             proc = self._proc
         self._ring.set(sp.STOP, max(1, int(timeout * 1e3)))
-        self._wake_publisher()
+        self._wake_flusher()
         try:
             proc.wait(timeout + 10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            log.error("event=publisher_killed replica=%s reason=did not stop", self.replica)
+            log.error("event=flusher_killed replica=%s reason=did not stop", self.replica)
         self._closed = True
         with self._lock:  # no append may write to the descriptor once its number is free
             os.close(self._wake)
             self._wake = -1
 
     def stats(self) -> WriterStats:
-        """Counters of this writer and its publishers, read from the ring's header."""
+        """Counters of this writer and its flushers, read from the ring's header."""
         ring = self._ring
         b = self._base
         captured = ring.get(sp.CAPTURED)

@@ -170,7 +170,7 @@ class LandingWriter:
 
     def extend_checked(self, batches: list[pa.RecordBatch], since: float | None = None) -> None:
         """Queue many record batches at once that are in the landing schema already (the
-        publisher process builds them from its spool, one per many requests). Past
+        flusher process builds them from its spool, one per many requests). Past
         ``max_buffer_rows`` the newest rows are dropped and counted: a batch is cut at the
         bound (a request's rows may fall on both sides of the cut). ``since`` is when
         their oldest row was accepted (``time.monotonic()``; now if None): their age, and

@@ -84,8 +84,8 @@ def test_sigterm_publishes_every_accepted_row_exactly_once(tmp_path, capture_pro
     assert sorted(ids) == sorted(sender.ids)
 
 
-def publisher_of(pid: int) -> int:
-    """The pid of the server's publisher process (its only child)."""
+def flusher_of(pid: int) -> int:
+    """The pid of the server's flusher process (its only child)."""
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     assert len(children) == 1, children
     return int(children[0])
@@ -104,19 +104,19 @@ def wait_exited(pid: int, timeout: float = 60.0) -> None:
     wait_until(gone, timeout=timeout)
 
 
-def test_sigkill_of_the_server_loses_nothing_its_publisher_took(tmp_path):
-    """With the publisher process (the default), SIGKILL of the server loses no accepted row:
-    every row is in shared memory the publisher owns, and an orphaned publisher publishes
+def test_sigkill_of_the_server_loses_nothing_its_flusher_took(tmp_path):
+    """With the flusher process (the default), SIGKILL of the server loses no accepted row:
+    every row is in shared memory the flusher owns, and an orphaned flusher publishes
     all of it and exits."""
     wh = tmp_path / "wh"
     with model_server(wh, replica="kill-p", flush_rows=10**6, flush_interval=600) as server:
         sender = Sender(server)
         for _ in range(35):
             sender.send(10)
-        publisher = publisher_of(server.proc.pid)
+        flusher = flusher_of(server.proc.pid)
         server.proc.kill()
         server.proc.wait(10)
-        wait_exited(publisher)
+        wait_exited(flusher)
     ids = landed_ids(wh)
     assert len(ids) == len(set(ids))
     assert sorted(ids) == sorted(sender.ids)
@@ -216,7 +216,7 @@ def test_unwritable_landing_zone_keeps_serving_buffers_retries_and_counts_drops(
         dropped = sender.send(10)  # still answered 200, but its rows cannot be kept
 
         def counted():
-            # the publisher process drops when it takes the rows from the spool, a poll later
+            # the flusher process drops when it takes the rows from the spool, a poll later
             m = server.metrics()
             return m if m["driftlake_capture_dropped_rows_total"] >= 10 else None
 

@@ -288,7 +288,7 @@ def test_sigterm_lands_exactly_the_accepted_rows(tmp_path, model):
 
 def test_a_burst_the_moment_the_server_answers_is_captured_whole(tmp_path):
     # a replica put behind the load balancer as soon as /healthz answers gets its share of
-    # the traffic at once: its publisher must already be taking rows out of the ring, not
+    # the traffic at once: its flusher must already be taking rows out of the ring, not
     # still importing pyarrow (92,000 of these 160,000 rows were dropped so), and the ring
     # must hold what arrives during its first, slow flush (a 50,000-row ring dropped 40,000)
     wh = tmp_path / "wh"

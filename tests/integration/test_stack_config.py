@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ingest.capture import _publisher as publisher
+from ingest.capture import _flusher as flusher
 from tests.conftest import ROOT, require_binary
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -109,11 +109,11 @@ def test_scalable_services_have_no_fixed_name_or_host_port(config):
     assert "--nthreads" in config["services"]["dask-worker"]["command"]
 
 
-def test_model_servers_may_raise_their_publisher_from_idle(config):
-    # without it the publisher stays at nice 5 (safe, but requests may wait behind a flush)
+def test_model_servers_may_raise_their_flusher_from_idle(config):
+    # without it the flusher stays at nice 5 (safe, but requests may wait behind a flush)
     nice = config["services"]["model-server"]["ulimits"]["nice"]
     soft = nice["soft"] if isinstance(nice, dict) else nice
-    assert int(soft) >= 20 - publisher.NICE
+    assert int(soft) >= 20 - flusher.NICE
 
 
 def test_services_have_healthchecks_restart_policies_and_the_shared_warehouse(config):
@@ -309,7 +309,7 @@ def test_every_service_drops_every_capability_and_cannot_gain_privileges(config)
     for name, svc in config["services"].items():
         assert svc.get("cap_drop") == ["ALL"], name
         # none needs one back: the gateway binds 8002 as a non-root user, and the model
-        # server's publisher priority takes RLIMIT_NICE (ulimits), not CAP_SYS_NICE
+        # server's flusher priority takes RLIMIT_NICE (ulimits), not CAP_SYS_NICE
         assert not svc.get("cap_add"), (name, svc.get("cap_add"))
         assert "no-new-privileges:true" in svc.get("security_opt", []), name
         assert not svc.get("privileged"), name

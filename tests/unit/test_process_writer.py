@@ -1,5 +1,5 @@
-"""The publisher process lands exactly what the thread writer lands, through a ring that wraps,
-fills, and survives its publisher being killed."""
+"""The flusher process lands exactly what the thread writer lands, through a ring that wraps,
+fills, and survives its flusher being killed."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import pytest
 
 from ingest import LandingError, SchemaError, Warehouse
 from ingest.capture import LandingWriter, ProcessLandingWriter, process_writer_supported
-from ingest.capture import _publisher as publisher
+from ingest.capture import _flusher as flusher
 from ingest.capture import _spool as sp
 from ingest.capture._blocks import run_to_batch
-from ingest.capture.process_writer import may_raise_publisher
+from ingest.capture.process_writer import may_raise_flusher
 from serving import CaptureBatchBuilder
 from tests.servers import wait_until
 from tests.unit.test_writer_blocks import FEATURES, SCHEMA, landed, requests, write_with_append
@@ -36,7 +36,7 @@ def process_writer(wh: Warehouse, **kw) -> ProcessLandingWriter:
 
 
 def ingest_writer(wh: Warehouse, **kw) -> LandingWriter:
-    """The writer a publisher runs (never started: nothing flushes on its own)."""
+    """The writer a flusher runs (never started: nothing flushes on its own)."""
     return LandingWriter(wh, SCHEMA, "r1", **{"flush_rows": 10**6, **kw})
 
 
@@ -91,7 +91,7 @@ def test_any_array_layout_dtype_and_id_length_lands_as_float64_values(tmp_path):
 
 
 def test_runs_of_alike_requests_land_exactly_what_the_thread_writer_lands(tmp_path):
-    # the publisher reads the headers of same-shaped records at once: runs of one-row
+    # the flusher reads the headers of same-shaped records at once: runs of one-row
     # requests, broken by other shapes, around a ring that wraps every ~250 requests
     rng = np.random.default_rng(11)
     reqs = []
@@ -116,7 +116,7 @@ def test_runs_of_alike_requests_land_exactly_what_the_thread_writer_lands(tmp_pa
                 pass
             continue
         while not writer.append_block(ts, prefix, x, pred, score, version):
-            pass  # full: the publisher empties it within a few ms
+            pass  # full: the flusher empties it within a few ms
     writer.close()
     expected, got = landed(Warehouse(tmp_path / "thread")), landed(wh)
     assert got.equals(expected)
@@ -130,7 +130,7 @@ def test_a_small_ring_wraps_many_times_and_keeps_every_row_once(tmp_path):
     accepted = []
     for ts, prefix, x, pred, score, version in reqs:
         while not writer.append_block(ts, prefix, x, pred, score, version):
-            pass  # full: the publisher empties it within a few ms
+            pass  # full: the flusher empties it within a few ms
         accepted += [f"{prefix}-{j}" for j in range(x.shape[0])]
     writer.close()
     got = landed(wh)
@@ -179,8 +179,8 @@ def test_an_emptied_ring_starts_again_at_its_front_and_the_consumer_follows():
 
 
 def test_a_ring_emptied_many_times_over_keeps_every_row_once(tmp_path):
-    # ~22,000 rows of room: every time the publisher empties it past REWIND_AT the
-    # request path starts again at its front, while the publisher may be reading
+    # ~22,000 rows of room: every time the flusher empties it past REWIND_AT the
+    # request path starts again at its front, while the flusher may be reading
     wh = Warehouse(tmp_path / "wh")
     writer = process_writer(wh, spool_rows=22_000, flush_rows=5_000, flush_interval=0.05)
     writer.start()
@@ -189,7 +189,7 @@ def test_a_ring_emptied_many_times_over_keeps_every_row_once(tmp_path):
         while not writer.append_block(ts, prefix, x, pred, score, version):
             pass
         accepted += [f"{prefix}-{j}" for j in range(x.shape[0])]
-        if i % 150 == 0:  # a pause in the traffic: the publisher empties the ring
+        if i % 150 == 0:  # a pause in the traffic: the flusher empties the ring
             wait_until(lambda: writer._ring.used() == 0, timeout=10)
     writer.close()
     assert writer._ring.get(sp.SKIPPED) > writer._ring.capacity  # several skips
@@ -205,18 +205,18 @@ def test_a_full_ring_drops_and_counts_without_blocking(tmp_path):
     kept = sum(results) * 8
     s = writer.stats()
     assert (s.captured_rows, s.dropped_rows, s.buffered_rows) == (80, 80 - kept, kept)
-    writer.close()  # starts a publisher to publish what the ring holds
+    writer.close()  # starts a flusher to publish what the ring holds
     assert landed(wh).num_rows == kept == writer.stats().flushed_rows
 
 
-def test_a_killed_publisher_is_restarted_and_its_lost_rows_counted(tmp_path):
+def test_a_killed_flusher_is_restarted_and_its_lost_rows_counted(tmp_path):
     wh = Warehouse(tmp_path / "wh")
     writer = process_writer(wh).start()
     x = np.ones((4, len(FEATURES)))
     for i in range(10):
         assert writer.append_block(1_000_000 * i, f"a{i}", x, np.ones(4), None, "v1")
-    # the publisher takes the 40 rows into its own buffer (flush_rows is far away); rows
-    # still in the ring would survive it (the next publisher takes them)
+    # the flusher takes the 40 rows into its own buffer (flush_rows is far away); rows
+    # still in the ring would survive it (the next flusher takes them)
     wait_until(lambda: writer._ring.get(sp.TAKEN) == 40, timeout=30)
     first = writer._proc.pid
     os.kill(first, signal.SIGKILL)
@@ -234,15 +234,15 @@ def test_a_killed_publisher_is_restarted_and_its_lost_rows_counted(tmp_path):
     )
 
 
-def test_start_returns_once_the_publisher_takes_rows_and_fails_if_it_cannot_start(
+def test_start_returns_once_the_flusher_takes_rows_and_fails_if_it_cannot_start(
     tmp_path, monkeypatch
 ):
-    # a server serves as soon as start() returns: its publisher must be up by then
+    # a server serves as soon as start() returns: its flusher must be up by then
     writer = process_writer(Warehouse(tmp_path / "wh")).start()
     assert writer._ring.get(sp.READY) == writer._proc.pid
     writer.close()
     broken = process_writer(Warehouse(tmp_path / "broken"))
-    monkeypatch.setattr(sys, "executable", "/bin/false")  # a publisher that exits at once
+    monkeypatch.setattr(sys, "executable", "/bin/false")  # a flusher that exits at once
     # it may exit before or after start() hands it its config; either way start() says so,
     # and a failed start can be tried again
     for _ in range(5):
@@ -258,7 +258,7 @@ def test_a_mismatched_block_is_refused_and_nothing_is_queued(tmp_path):
     writer.close()
 
 
-def test_rows_not_yet_taken_by_the_publisher_have_an_age(tmp_path):
+def test_rows_not_yet_taken_by_the_flusher_have_an_age(tmp_path):
     writer = process_writer(Warehouse(tmp_path / "wh"))  # not started: nothing takes rows
     assert writer.stats().oldest_buffered_age_seconds == 0.0
     writer.append_block(1, "a", np.ones((2, len(FEATURES))), np.ones(2), None, "v1")
@@ -269,8 +269,8 @@ def test_rows_not_yet_taken_by_the_publisher_have_an_age(tmp_path):
     assert writer.stats().oldest_buffered_age_seconds == 0.0
 
 
-def test_the_publisher_is_woken_once_the_ring_is_a_quarter_full(tmp_path):
-    # between looks the publisher sleeps on the eventfd (up to POLL): a burst must not wait
+def test_the_flusher_is_woken_once_the_ring_is_a_quarter_full(tmp_path):
+    # between looks the flusher sleeps on the eventfd (up to POLL): a burst must not wait
     writer = process_writer(Warehouse(tmp_path / "wh"), spool_rows=40)  # not started
     x = np.ones((1, len(FEATURES)))
     while 4 * writer._ring.used() <= writer._ring.capacity:
@@ -288,54 +288,54 @@ def test_the_publisher_is_woken_once_the_ring_is_a_quarter_full(tmp_path):
 @pytest.mark.parametrize(
     ("room", "rate", "due", "expected"),
     [
-        (-1.0, 0.0, 0.5, publisher.BUSY_POLL),  # already past the fill mark: look again soon
-        (0.0, 1e9, 0.5, publisher.BUSY_POLL),
+        (-1.0, 0.0, 0.5, flusher.BUSY_POLL),  # already past the fill mark: look again soon
+        (0.0, 1e9, 0.5, flusher.BUSY_POLL),
         (1e6, 0.0, 0.5, 0.5),  # nothing arriving: sleep until the flush is due
-        (1e6, 0.0, 60.0, publisher.MAX_PAUSE),  # a long FLUSH_INTERVAL: capped
+        (1e6, 0.0, 60.0, flusher.MAX_PAUSE),  # a long FLUSH_INTERVAL: capped
         (1e6, 1e7, 0.5, 0.1),  # the fill mark is reached in 100 ms, before the flush
         (1e6, 1e6, 0.3, 0.3),  # the flush comes first
-        (1e6, 1e6, -2.0, publisher.BUSY_POLL),  # overdue
-        (1e3, 1e9, 0.5, publisher.BUSY_POLL),  # 1 us of room: the shortest pause
+        (1e6, 1e6, -2.0, flusher.BUSY_POLL),  # overdue
+        (1e3, 1e9, 0.5, flusher.BUSY_POLL),  # 1 us of room: the shortest pause
     ],
 )
-def test_the_publisher_sleeps_until_a_flush_is_due_or_the_ring_an_eighth_full(
+def test_the_flusher_sleeps_until_a_flush_is_due_or_the_ring_an_eighth_full(
     room, rate, due, expected
 ):
-    assert publisher.pause(room, rate, due) == pytest.approx(expected)
+    assert flusher.pause(room, rate, due) == pytest.approx(expected)
 
 
 def test_rows_are_due_flush_interval_after_they_were_accepted_not_after_they_were_taken(
     tmp_path,
 ):
-    # the publisher's pause and flush work from the requests' own timestamps: a row that
+    # the flusher's pause and flush work from the requests' own timestamps: a row that
     # waited in the spool is not held a full FLUSH_INTERVAL more once taken
     writer = ingest_writer(Warehouse(tmp_path / "wh"), flush_interval=2.0)
     ring = sp.Spool.create(1 << 16)
-    looked = time.monotonic() - 10  # the publisher's last take, long before these rows
+    looked = time.monotonic() - 10  # the flusher's last take, long before these rows
     assert ring.first_ts() is None
-    assert publisher._due_in(ring, writer, 0.0, looked) == publisher.POLL  # nothing anywhere
+    assert flusher._due_in(ring, writer, 0.0, looked) == flusher.POLL  # nothing anywhere
     short = ingest_writer(Warehouse(tmp_path / "short"), flush_interval=0.05)
-    assert publisher._due_in(ring, short, 0.0, looked) == 0.05  # never later than its interval
+    assert flusher._due_in(ring, short, 0.0, looked) == 0.05  # never later than its interval
     accepted = time.time() - 0.5
     x = np.ones((3, len(FEATURES)))
     for k in range(3):  # in ring order: the first is the oldest
         ts = int((accepted + 0.1 * k) * 1e6)
         assert ring.put_block(ts, f"r{k}", x, np.ones(3), None, "v1")
     assert ring.first_ts() == int(accepted * 1e6)
-    assert publisher._due_in(ring, writer, 0.0, looked) == pytest.approx(1.5, abs=0.05)
+    assert flusher._due_in(ring, writer, 0.0, looked) == pytest.approx(1.5, abs=0.05)
     # a row cannot have waited longer than since the last take, whatever its stamp says
     recent = time.monotonic() - 0.2
-    assert publisher._due_in(ring, writer, 0.0, recent) == pytest.approx(1.8, abs=0.05)
+    assert flusher._due_in(ring, writer, 0.0, recent) == pytest.approx(1.8, abs=0.05)
     taken = ring.take(len(FEATURES))
     batches = [run_to_batch(run, writer.arrow_schema, "r1") for run in taken]
-    since = publisher._accepted_at(int(taken[0].ts_us.min()), looked)
+    since = flusher._accepted_at(int(taken[0].ts_us.min()), looked)
     writer.extend_checked(batches, since=since)
     assert ring.first_ts() is None
     assert writer.stats().oldest_buffered_age_seconds == pytest.approx(0.5, abs=0.05)
-    assert publisher._due_in(ring, writer, 0.0, looked) == pytest.approx(1.5, abs=0.05)
+    assert flusher._due_in(ring, writer, 0.0, looked) == pytest.approx(1.5, abs=0.05)
     # a failing store is looked at again at its next retry, not in a busy loop
     retry_at = time.monotonic() + 5.0
-    assert publisher._due_in(ring, writer, retry_at, looked) == pytest.approx(5.0, abs=0.05)
+    assert flusher._due_in(ring, writer, retry_at, looked) == pytest.approx(5.0, abs=0.05)
     ring.close()
 
 
@@ -368,13 +368,13 @@ def test_a_ring_at_its_limit_logs_dropping_once_and_recovers_once_drained(tmp_pa
     writer.close()
 
 
-@pytest.mark.skipif(not may_raise_publisher(), reason="needs CAP_SYS_NICE or RLIMIT_NICE >= 15")
-def test_an_idle_publisher_is_raised_when_the_spool_fills_and_idles_again_once_drained(tmp_path):
+@pytest.mark.skipif(not may_raise_flusher(), reason="needs CAP_SYS_NICE or RLIMIT_NICE >= 15")
+def test_an_idle_flusher_is_raised_when_the_spool_fills_and_idles_again_once_drained(tmp_path):
     wh = Warehouse(tmp_path / "wh")
     writer = process_writer(wh, spool_rows=200).start()
     pid = writer._proc.pid
     wait_until(lambda: os.sched_getscheduler(pid) == os.SCHED_IDLE)
-    os.kill(pid, signal.SIGSTOP)  # a publisher that gets no CPU, as on a saturated core
+    os.kill(pid, signal.SIGSTOP)  # a flusher that gets no CPU, as on a saturated core
     try:
         ring, rows, x = writer._ring, 0, np.ones((10, len(FEATURES)))
         while 4 * ring.used() <= ring.capacity:
@@ -384,12 +384,12 @@ def test_an_idle_publisher_is_raised_when_the_spool_fills_and_idles_again_once_d
         # the append that passed a quarter raised every thread to nice 5
         for tid in os.listdir(f"/proc/{pid}/task"):
             assert os.sched_getscheduler(int(tid)) == os.SCHED_OTHER
-            assert os.getpriority(os.PRIO_PROCESS, int(tid)) == publisher.NICE
+            assert os.getpriority(os.PRIO_PROCESS, int(tid)) == flusher.NICE
     finally:
         os.kill(pid, signal.SIGCONT)
     wait_until(lambda: os.sched_getscheduler(pid) == os.SCHED_IDLE)  # drained: idle again
     os.kill(pid, signal.SIGSTOP)
-    try:  # whoever waits for the publisher raises it first, whatever the spool holds
+    try:  # whoever waits for the flusher raises it first, whatever the spool holds
         with pytest.raises(LandingError, match="did not flush"):
             writer.flush(timeout=0.2)
         assert os.sched_getscheduler(pid) == os.SCHED_OTHER

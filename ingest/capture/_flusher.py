@@ -1,7 +1,7 @@
-"""The publisher process: takes captured requests out of a spool and publishes landing files.
+"""The flusher process: takes captured requests out of a spool and publishes landing files.
 
 Started by :class:`ingest.capture.process_writer.ProcessLandingWriter` as ``python -m
-ingest.capture._publisher <fd> <capacity>`` with its settings pickled on stdin. It runs a
+ingest.capture._flusher <fd> <capacity>`` with its settings pickled on stdin. It runs a
 :class:`LandingWriter` without its thread (this process has nothing else to do) and mirrors
 its counters into the spool's header. It ignores SIGINT and SIGTERM: the server that
 started it decides when it stops (the STOP slot), and if that server dies, even by SIGKILL,
@@ -25,8 +25,8 @@ from ingest.capture._blocks import Run, run_to_batch
 from ingest.capture.thread_writer import LandingWriter
 from ingest.errors import LandingError
 
-log = logging.getLogger("driftlake.ingest.capture._publisher")
-# When the publisher looks at the spool. Every look has a fixed cost (~0.3 ms alone, more
+log = logging.getLogger("driftlake.ingest.capture._flusher")
+# When the flusher looks at the spool. Every look has a fixed cost (~0.3 ms alone, more
 # beside a busy server) and disturbs the server's core: at one-row requests a look every
 # 50 ms cost the server +24 us of CPU per request and one every 200 ms +13 us
 # (BENCHMARKS.md). So it looks only when a flush is due (the oldest row it holds, or the
@@ -35,7 +35,7 @@ log = logging.getLogger("driftlake.ingest.capture._publisher")
 # whichever comes first, and at least every MAX_PAUSE (how soon an orphan notices); with
 # nothing held or written, every POLL (a row arriving then is due FLUSH_INTERVAL after it
 # was accepted, not after it was seen). A burst from a standstill does not wait out the
-# pause: the server wakes the publisher (an eventfd) once the spool is a quarter full, and
+# pause: the server wakes the flusher (an eventfd) once the spool is a quarter full, and
 # flush() and close() wake it.
 POLL, BUSY_POLL, MAX_PAUSE = 0.2, 0.005, 1.0
 FILL_AT = 1 / 8
@@ -46,14 +46,14 @@ FILL_AT = 1 / 8
 # session 9); at one-row requests 2 MB takes over a second, so there the flush interval
 # sets the pace.
 LOOK_BYTES = 2 << 20
-# The publisher's priority. Normally nice 5: under CPU contention the server's request path
-# goes first, and the publisher still gets about a quarter of a core. Where the server may
-# raise it again (see ingest.capture.process_writer.may_raise_publisher), the publisher drops to
+# The flusher's priority. Normally nice 5: under CPU contention the server's request path
+# goes first, and the flusher still gets about a quarter of a core. Where the server may
+# raise it again (see ingest.capture.process_writer.may_raise_flusher), the flusher drops to
 # SCHED_IDLE whenever the spool is under IDLE_BELOW full after a take: a request then never
 # waits for a flush to finish its time slice (p99 at one connection: +1.3 ms at nice 5,
 # +0.3 ms idle; BENCHMARKS.md). It goes back to nice 5 itself when it finds more, and the
 # server raises it as soon as the spool is a quarter full, in case a busy core gives an
-# idle publisher no time to look.
+# idle flusher no time to look.
 NICE = 5
 IDLE_BELOW = 1 / 16
 
@@ -69,7 +69,7 @@ def serve(
     deadline = None
     seen, seen_at = ring.written(), time.monotonic()
     # every record a take finds was written after the previous take began (records from
-    # before this publisher started: after it started), which bounds how old a row's own
+    # before this flusher started: after it started), which bounds how old a row's own
     # timestamp may make it look, whatever a caller's clock said
     looked_at = seen_at
     while True:
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     # mimalloc, Arrow's default, hands the memory of each flush back to the kernel and
     # faults it in again (zeroing huge pages) at the next: glibc's malloc keeps it, and the
-    # publisher spends ~25% less CPU a row (BENCHMARKS.md, session 9)
+    # flusher spends ~25% less CPU a row (BENCHMARKS.md, session 9)
     pa.set_memory_pool(pa.system_memory_pool())
     config = pickle.loads(sys.stdin.buffer.read())
     parent = config.pop("parent")

@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 
 from analytics.detect import WindowResult
 
-log = logging.getLogger("driftlake.analytics.publish")
+log = logging.getLogger("driftlake.analytics.push")
 JOB = "driftlake_analytics"
 
 
@@ -120,7 +120,7 @@ def build_registry(model: str, last: WindowResult | None, state: CycleState) -> 
     return reg
 
 
-class Publisher:
+class Pusher:
     """Pushes to one Pushgateway; logs once per state change and counts failures."""
 
     def __init__(self, url: str, timeout: float = 3.0) -> None:

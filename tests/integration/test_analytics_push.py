@@ -71,7 +71,7 @@ def test_refused_pushgateway_never_stops_the_cycle(tmp_path):
         driver = Driver(settings_for(tmp_path / "wh", dead), client)
         report = driver.run_cycle(now=time.time() + 3600)
         assert report.pushed is False and len(report.windows) == 2
-        assert driver.publisher is not None and driver.publisher.failures_total == 1
+        assert driver.pusher is not None and driver.pusher.failures_total == 1
     history = read_history(wh, MODEL)
     assert history["window_id"].unique().sort().to_list() == [0, 1]
     assert history.height == 2 * 31
