@@ -19,8 +19,9 @@ from analytics.detect import DetectConfig, WindowSpec, run_windows
 from analytics.profile import ReferenceProfile
 from analytics.windows import KEY_SCHEMA, plan_windows
 from ingest import CorruptFileError, FileVanishedError, LandingError, Warehouse, hold
+from ingest.feed import file_keys
+from ingest.listing import landing_listing
 from ingest.paths import backfill_root
-from ingest.reader import landing_listing, read_keys
 
 log = logging.getLogger("driftlake.analytics.backfill")
 ATTEMPTS = 3
@@ -45,7 +46,7 @@ class BackfillReport:
 
 def _keys_of(warehouse: Warehouse, path: str) -> pl.DataFrame | None:
     try:
-        return read_keys(warehouse, path).with_columns(pl.lit(path).alias("file"))
+        return file_keys(warehouse, path)
     except CorruptFileError as exc:
         log.error("event=backfill_unreadable path=%s reason=%s", path, exc.reason)
         return None

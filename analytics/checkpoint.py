@@ -9,6 +9,7 @@ import polars as pl
 
 from analytics.windows import KEY_SCHEMA, empty_keys
 from ingest import CheckpointError, Warehouse
+from ingest.feed import FeedMark
 from ingest.paths import state_path
 
 VERSION = 1
@@ -19,15 +20,13 @@ NAME = "checkpoint.json"
 class Checkpoint:
     """Driver state between cycles.
 
-    ``seen`` maps each unsealed landing partition to the files already read from it;
-    ``sealed_before_us`` is the hour boundary below which partitions are no longer listed;
+    ``feed`` is the landing feed's mark (the hours sealed, the files read from open ones);
     ``pending`` holds the keys of rows read but not yet in a closed window.
     """
 
     next_window_id: int = 0
     cursor: tuple[int, str] | None = None
-    seen: dict[str, set[str]] = field(default_factory=dict)
-    sealed_before_us: int = 0
+    feed: FeedMark = field(default_factory=FeedMark)
     replica_high_us: dict[str, int] = field(default_factory=dict)
     pending: pl.DataFrame = field(default_factory=empty_keys)
     windows_total: int = 0
@@ -42,8 +41,7 @@ class Checkpoint:
             "version": VERSION,
             "next_window_id": self.next_window_id,
             "cursor": list(self.cursor) if self.cursor else None,
-            "seen": {k: sorted(v) for k, v in sorted(self.seen.items())},
-            "sealed_before_us": self.sealed_before_us,
+            **self.feed.to_json(),  # "seen", "sealed_before_us" at the top level: version 1
             "replica_high_us": self.replica_high_us,
             "pending": self.pending.to_dict(as_series=False),
             "windows_total": self.windows_total,
@@ -67,8 +65,7 @@ class Checkpoint:
             return cls(
                 next_window_id=body["next_window_id"],
                 cursor=tuple(body["cursor"]) if body["cursor"] else None,
-                seen={k: set(v) for k, v in body["seen"].items()},
-                sealed_before_us=body["sealed_before_us"],
+                feed=FeedMark.from_json(body),
                 replica_high_us=body["replica_high_us"],
                 pending=pl.DataFrame(body["pending"], schema=KEY_SCHEMA),
                 windows_total=body["windows_total"],

@@ -1,10 +1,10 @@
 """The analytics driver: plan windows from landing keys, test them on Dask, record, push.
 
-One cycle: list new landing files, read only their keys, advance the watermark, cut the
-final rows into windows, run each window as a Dask task (the task reads the rows and writes
-the window's history), push the latest state, and only then write the checkpoint. A crash
-at any point repeats at most the windows whose checkpoint was not yet written, and those
-rewrite the same history files: no window is skipped, none is counted twice.
+One cycle: poll the landing feed for new files' keys, advance the watermark, cut the final
+rows into windows, run each window as a Dask task (the task reads the rows and writes the
+window's history), and only then write the checkpoint (with the feed's mark) and push. A
+crash at any point repeats at most the windows whose checkpoint was not yet written, and
+those rewrite the same history files: no window is skipped, none is counted twice.
 """
 
 from __future__ import annotations
@@ -26,20 +26,12 @@ from analytics.profile import ReferenceProfile, load_profile
 from analytics.push import CycleState, Pusher
 from analytics.settings import AnalyticsSettings
 from analytics.windows import plan_time_windows, plan_windows, watermark
-from ingest import (
-    CorruptFileError,
-    DriftlakeError,
-    RejectedFile,
-    Warehouse,
-    mark_sealed,
-    quarantine_rejected,
-)
+from ingest import DriftlakeError, Warehouse
+from ingest.feed import advance, poll, release, seal
 from ingest.maintain import compact, retain
 from ingest.paths import drift_dir
-from ingest.reader import landing_listing, read_keys
 
 log = logging.getLogger("driftlake.analytics.driver")
-HOUR_US = 3_600_000_000
 CONSUMER = "analytics"  # this job's name in the landing zone's progress marks
 _WINDOW_FILE = re.compile(r"window-(\d+)\.parquet$")
 # What a cycle can fail with and the loop survives: storage trouble (landing zone, a
@@ -121,27 +113,12 @@ class Driver:
         started = time.perf_counter()
         now_us = int((time.time() if now is None else now) * 1e6)
         cp = self.checkpoint
-        listing = landing_listing(self.warehouse, self.model, since_us=cp.sealed_before_us or None)
-        # foreign names and unreadable compacted parts: never read, moved aside with the reason
-        bad = quarantine_rejected(self.warehouse, listing.rejected)
-        new_keys, new_files = [], []
-        for f in listing.files:
-            part, name = f.path.rsplit("/", 1)
-            if name in cp.seen.get(part, ()):
-                continue
-            try:
-                keys = read_keys(self.warehouse, f.path)
-            except CorruptFileError as exc:
-                bad += quarantine_rejected(self.warehouse, [RejectedFile(f.path, exc.reason)])
-                continue
-            new_files.append(f.path)
-            new_keys.append(keys.with_columns(pl.lit(f.path).alias("file")))
-        pending = pl.concat([cp.pending, *[k.select(cp.pending.columns) for k in new_keys]])
+        # new files' keys; foreign and unreadable files are moved aside with the reason
+        batch = poll(self.warehouse, self.model, cp.feed)
+        pending = pl.concat([cp.pending, batch.keys.select(cp.pending.columns)])
         high = dict(cp.replica_high_us)
-        if new_keys:
-            latest = pl.concat(new_keys).group_by("replica").agg(pl.col("ts").max()).iter_rows()
-            for replica, ts in latest:
-                high[replica] = max(high.get(replica, ts), ts)
+        for replica, ts in batch.keys.group_by("replica").agg(pl.col("ts").max()).iter_rows():
+            high[replica] = max(high.get(replica, ts), ts)
         wm = watermark(high, now_us, int(self.settings.max_lateness * 1e6))
         if self.settings.window_seconds:
             width = int(self.settings.window_seconds * 1e6)
@@ -166,8 +143,8 @@ class Driver:
         nxt = Checkpoint(
             next_window_id=cp.next_window_id + len(plans),
             cursor=plans[-1].end_key if plans else cp.cursor,
-            seen={k: set(v) for k, v in cp.seen.items()},
-            sealed_before_us=cp.sealed_before_us,
+            # hours that closed seal_after before the watermark are no longer listed
+            feed=seal(advance(cp.feed, batch), wm - int(self.settings.seal_after * 1e6)),
             replica_high_us=high,
             pending=remaining,
             windows_total=cp.windows_total + len(results),
@@ -179,21 +156,18 @@ class Driver:
                 + ([cp.last_drift_us] if cp.last_drift_us else []),
                 default=None,
             ),
-            quarantined_total=cp.quarantined_total + len(bad),
+            quarantined_total=cp.quarantined_total + len(batch.quarantined),
         )
-        for path in new_files:  # quarantined files are no longer in the landing zone
-            part, name = path.rsplit("/", 1)
-            nxt.seen.setdefault(part, set()).add(name)
-        self._seal(nxt, wm)
         save_checkpoint(self.warehouse, self.model, nxt)
         self.checkpoint = nxt
-        # compaction may now rewrite hours this job will never list again (nor holds rows of)
-        mark_sealed(
+        # the mark is durable: compaction may now rewrite the hours it sealed, except where
+        # this job still holds rows
+        release(
             self.warehouse,
             self.model,
             CONSUMER,
-            nxt.sealed_before_us,
-            pending=nxt.pending["file"].unique().to_list(),
+            nxt.feed,
+            holding=nxt.pending["file"].unique().to_list(),
         )
         failpoint("checkpoint_saved")
         if results:
@@ -202,14 +176,14 @@ class Driver:
         self._lag_us = now_us - wm
         pushed = self._push(elapsed, self._lag_us)
         report = CycleReport(
-            new_files=len(new_files),
-            new_rows=sum(k.height for k in new_keys),
+            new_files=len(batch.files),
+            new_rows=batch.keys.height,
             watermark_us=wm,
             windows=tuple(results),
             pending_rows=remaining.height,
             seconds=elapsed,
             pushed=pushed,
-            quarantined=tuple(bad),
+            quarantined=tuple(r.path for r in batch.quarantined),
         )
         log.info(
             "event=cycle new_files=%d new_rows=%d windows=%d drifted=%d pending=%d "
@@ -219,25 +193,10 @@ class Driver:
             len(results),
             sum(r.dataset_drift for r in results),
             report.pending_rows,
-            len(bad),
+            len(report.quarantined),
             elapsed,
         )
         return report
-
-    def _seal(self, cp: Checkpoint, wm: int) -> None:
-        """Stop tracking hour partitions that closed ``seal_after`` before the watermark."""
-        boundary = (wm - int(self.settings.seal_after * 1e6)) // HOUR_US * HOUR_US
-        if boundary <= cp.sealed_before_us:
-            return
-        cp.sealed_before_us = boundary
-        for part in list(cp.seen):
-            # partition names end in date=YYYY-MM-DD/hour=HH
-            stamp = part.rsplit("date=", 1)[1].replace("/hour=", "T") + ":00:00+00:00"
-            if (
-                pl.Series([stamp]).str.to_datetime("%Y-%m-%dT%H:%M:%S%z").dt.epoch("us")[0]
-                < boundary
-            ):
-                del cp.seen[part]
 
     def _push(self, cycle_seconds: float, lag_us: int) -> bool | None:
         if self.pusher is None:

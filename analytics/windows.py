@@ -11,15 +11,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from ingest.feed import KEY_SCHEMA
 from ingest.reader import RowSelection
 
-KEY_SCHEMA = {
-    "file": pl.String,
-    "row": pl.UInt32,
-    "ts": pl.Int64,
-    "request_id": pl.String,
-    "replica": pl.String,
-}
 ORDER = ["ts", "request_id"]
 
 

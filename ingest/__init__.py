@@ -5,8 +5,11 @@ Subpackages and modules by job (each public one lists what others may import in 
 - :mod:`ingest.capture`: the transport from a request to a landing file (the
   :class:`~ingest.capture.LandingSink` protocol, the thread writer, the shared-memory spool
   and its flusher process). It imports neither Polars nor the readers (import-linter).
-- :mod:`ingest.reader`: listings, planning keys, window rows and scans of the landing zone;
-  :mod:`ingest.manifest` resolves which files of an hour are visible.
+- :mod:`ingest.listing`: which landing files a model has (:mod:`ingest.manifest` resolves
+  which files of an hour are visible); :mod:`ingest.reader`: planning keys, window rows and
+  scans of them.
+- :mod:`ingest.feed`: a consumer's new landing files since its mark, with their keys,
+  quarantine of bad files, and sealing of finished hours.
 - :mod:`ingest.reference`: the reference (training) data a model is checked against.
 - :mod:`ingest.maintain`: compaction, retention and their ``python -m ingest`` CLI.
 - :mod:`ingest.settings_cli`: command-line flags made from a settings class.
