@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import numpy as np
 import orjson
 import polars as pl
 from distributed import Client
@@ -36,11 +35,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from analytics import AnalyticsSettings, CycleReport, Driver, dask_client, read_history
-from serving.dataset import LABEL, split_breast_cancer
+from serving.dataset import DemoStream
 
 ROOT = Path(__file__).resolve().parent
-# The default drift scenario: these features move by this many reference standard deviations.
-DRIFT_SHIFTS = {"mean radius": 1.0, "mean texture": 1.0, "worst area": 1.0, "mean concavity": 1.0}
 
 
 def parse_bool(text: str) -> bool:
@@ -97,38 +94,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not 0 <= args.drift_start <= 1:
         p.error("--drift-start must be between 0 and 1")
     return args
-
-
-class Stream:
-    """Rows to send: held-out rows in shuffled passes, shifted after the drift start."""
-
-    def __init__(self, drift: bool, drift_start: int, seed: int) -> None:
-        reference, holdout = split_breast_cancer()
-        self.columns = [c for c in holdout.columns if c != LABEL]
-        self.rows = holdout.select(self.columns).to_numpy()
-        self.rng = np.random.default_rng(seed)
-        self.order = np.empty(0, dtype=np.int64)
-        self.sent = 0
-        self.drift_start = drift_start if drift else None
-        std = reference.select(self.columns).std().row(0)
-        self.shift = np.zeros(len(self.columns))
-        for name, sigmas in DRIFT_SHIFTS.items():
-            i = self.columns.index(name)
-            self.shift[i] = sigmas * std[i]
-
-    def next_rows(self, n: int) -> np.ndarray:
-        out = []
-        for _ in range(n):  # n is the request's batch size, a handful of rows
-            if self.order.size == 0:
-                # whole passes over a fresh permutation keep repeats within a window rare
-                self.order = self.rng.permutation(len(self.rows))
-            row = self.rows[self.order[0]].copy()
-            self.order = self.order[1:]
-            if self.drift_start is not None and self.sent >= self.drift_start:
-                row += self.shift
-            self.sent += 1
-            out.append(row)
-        return np.vstack(out)
 
 
 def url_answers(url: str) -> bool:
@@ -233,6 +198,72 @@ class LiveState:
             t.add_row("smallest p-value (last)", f"{self.min_p:.3g}")
         return t
 
+    def record(self, report: CycleReport, console: Console) -> None:
+        """Count an analytics cycle's windows and print one line per window."""
+        for r in report.windows:
+            with self.lock:
+                self.windows += 1
+                self.drifted_windows += r.dataset_drift
+                self.features_drifting = r.features_drifting
+                self.min_p = r.min_p_value
+                self.flagged.update(r.drifted_features)
+                end = datetime.fromtimestamp(r.spec.end_us / 1e6, tz=UTC)
+                self.last_window = f"#{r.spec.window_id} ending {end:%H:%M:%S}"
+                if r.dataset_drift and self.first_drift_window is None:
+                    self.first_drift_window = r.spec.window_id
+            verdict = "[bold red]DRIFT[/]" if r.dataset_drift else "[green]ok[/]"
+            names = escape(", ".join(r.drifted_features) or "-")
+            console.print(
+                f"window {r.spec.window_id:>4}: {verdict} rows={r.spec.rows} "
+                f"features_drifting={r.features_drifting} "
+                f"min_p={r.min_p_value:.3g} drifted=\\[{names}]"
+            )
+
+
+def start_embedded(
+    stack: ExitStack, args: argparse.Namespace, console: Console, state: LiveState
+) -> tuple[str, Driver]:
+    """Start a model server, a local Dask cluster and the analytics loop; return URL and driver.
+
+    They stop when ``stack`` closes: the loop first, then the cluster, then the server.
+    """
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    wh = Path(args.warehouse or ROOT / "warehouse" / "runs" / stamp).resolve()
+    wh.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    console.print(
+        f"driftlake: nothing answers at {args.url}; starting the embedded pipeline "
+        f"(model server 127.0.0.1:{port}, local Dask cluster, warehouse {wh})"
+    )
+    logging.basicConfig(
+        filename=wh / "analytics.log",
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    url = stack.enter_context(model_server(wh, port, flush_interval=0.5))
+    settings = AnalyticsSettings(
+        warehouse=str(wh),
+        reference_path=str(ROOT / "reference.parquet"),
+        window_size=args.window_size,
+        interval=1.0,
+        n_workers=2,
+        dashboard_address=args.dask_dashboard,
+    )
+    client = stack.enter_context(start_cluster(settings))
+    if settings.dashboard_address:
+        console.print(f"Dask dashboard: {dashboard_line(settings, client)}")
+    driver = Driver(settings, client)
+    stop = threading.Event()
+    loop = threading.Thread(
+        target=driver.run_forever,
+        args=(stop,),
+        kwargs={"on_cycle": lambda report: state.record(report, console)},
+    )
+    loop.start()
+    stack.callback(loop.join)
+    stack.callback(stop.set)
+    return url, driver
+
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
@@ -243,65 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack:
         driver = None
         if embedded:
-            stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-            wh = Path(args.warehouse or ROOT / "warehouse" / "runs" / stamp).resolve()
-            wh.mkdir(parents=True, exist_ok=True)
-            port = free_port()
-            console.print(
-                f"driftlake: nothing answers at {args.url}; starting the embedded pipeline "
-                f"(model server 127.0.0.1:{port}, local Dask cluster, warehouse {wh})"
-            )
-            logging.basicConfig(
-                filename=wh / "analytics.log",
-                level=logging.INFO,
-                format="%(asctime)s %(levelname)s %(name)s %(message)s",
-            )
-            url = stack.enter_context(model_server(wh, port, flush_interval=0.5))
-            settings = AnalyticsSettings(
-                warehouse=str(wh),
-                reference_path=str(ROOT / "reference.parquet"),
-                window_size=args.window_size,
-                interval=1.0,
-                n_workers=2,
-                dashboard_address=args.dask_dashboard,
-            )
-            client = stack.enter_context(start_cluster(settings))
-            if settings.dashboard_address:
-                console.print(f"Dask dashboard: {dashboard_line(settings, client)}")
-            driver = Driver(settings, client)
-            stop = threading.Event()
-
-            def on_cycle(report: CycleReport) -> None:
-                for r in report.windows:
-                    with state.lock:
-                        state.windows += 1
-                        state.drifted_windows += r.dataset_drift
-                        state.features_drifting = r.features_drifting
-                        state.min_p = r.min_p_value
-                        state.flagged.update(r.drifted_features)
-                        end = datetime.fromtimestamp(r.spec.end_us / 1e6, tz=UTC)
-                        state.last_window = f"#{r.spec.window_id} ending {end:%H:%M:%S}"
-                        if r.dataset_drift and state.first_drift_window is None:
-                            state.first_drift_window = r.spec.window_id
-                    verdict = "[bold red]DRIFT[/]" if r.dataset_drift else "[green]ok[/]"
-                    names = escape(", ".join(r.drifted_features) or "-")
-                    console.print(
-                        f"window {r.spec.window_id:>4}: {verdict} rows={r.spec.rows} "
-                        f"features_drifting={r.features_drifting} "
-                        f"min_p={r.min_p_value:.3g} drifted=\\[{names}]"
-                    )
-
-            loop = threading.Thread(
-                target=driver.run_forever, args=(stop,), kwargs={"on_cycle": on_cycle}
-            )
-            loop.start()
-            stack.callback(loop.join)
-            stack.callback(stop.set)
+            url, driver = start_embedded(stack, args, console, state)
         else:
             url = args.url.rstrip("/")
             console.print(f"driftlake: streaming to {url} (drift={str(args.drift).lower()})")
 
-        stream = Stream(args.drift, int(total * args.batch * args.drift_start), args.seed)
+        stream = DemoStream(args.drift, int(total * args.batch * args.drift_start), args.seed)
         with (
             httpx.Client(base_url=url, timeout=10.0) as http,
             Live(state.table(embedded), console=console, refresh_per_second=4) as live,

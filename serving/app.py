@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import gc
 import logging
 import os
@@ -11,7 +10,6 @@ import random
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,52 +18,27 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
-from ingest import ModelSchema, Warehouse
-from ingest.capture import (
-    LandingSink,
-    LandingWriter,
-    ProcessLandingWriter,
-    process_writer_supported,
-)
-from ingest.reference import load_reference
-from serving.capture import Capture, CaptureBatchBuilder
 from serving.deadline import DeadlineExceeded, ReadDeadlines
-from serving.loading import load_predictor
-from serving.metrics import CLIENT_CLOSED, RequestMetricsMiddleware, ServingMetrics
-from serving.model import Prediction, Predictor
+from serving.metrics import CLIENT_CLOSED, RequestMetricsMiddleware
+from serving.model import Prediction
 from serving.openapi import (
     HEALTH_RESPONSES,
     METRICS_RESPONSES,
     MetricsResponse,
     prediction_openapi,
 )
-from serving.request import InvalidRequest, RequestParser
+from serving.request import InvalidRequest
+from serving.service import PREDICTION_PATHS, Service, build_service
 from serving.settings import ServingSettings
 
 log = logging.getLogger("driftlake.serving.app")
 
 JSON = "application/json"
-PREDICTION_PATHS = ("/get-prediction", "/model/get-prediction")
 # Request ids: 128 random bits as 32 hex digits, like uuid4().hex, from a generator seeded
 # by the OS once (and again in a forked child, so forked workers never share ids); uuid4()
 # reads the OS per call (~2 us, ~2% of a one-row request).
 _ids = random.Random(os.urandom(32))
 os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))
-
-
-@dataclass(frozen=True)
-class Service:
-    """What one app serves with, built once by :func:`create_app` (``app.state.service``)."""
-
-    settings: ServingSettings
-    schema: ModelSchema
-    predictor: Predictor
-    parser: RequestParser
-    metrics: ServingMetrics
-    writer: LandingSink | None
-    capture: Capture | None
-    max_body_bytes: int
-    body_deadlines: ReadDeadlines
 
 
 class BodyTooLarge(Exception):
@@ -79,8 +52,8 @@ class BodyTooSlow(Exception):
 def create_app(settings: ServingSettings) -> FastAPI:
     """Build the model server: load the reference and the model, wire capture and metrics.
 
-    The landing writer starts with the app (lifespan) and is closed on shutdown, which
-    publishes every buffered row.
+    The landing sink starts with the app (lifespan) and is closed on shutdown, which writes
+    every buffered row to the landing zone.
 
     Parameters
     ----------
@@ -99,7 +72,7 @@ def create_app(settings: ServingSettings) -> FastAPI:
         ``SchemaError`` if the reference cannot be read, ``ConfigError`` if the model cannot
         be loaded or trained, ``LandingError`` if the warehouse cannot be created.
     """
-    service = _build_service(settings)
+    service = build_service(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -186,56 +159,6 @@ def create_app(settings: ServingSettings) -> FastAPI:
         return MetricsResponse(service.metrics.render())
 
     return app
-
-
-def _build_service(settings: ServingSettings) -> Service:
-    reference = load_reference(settings.reference_path, settings.model_name, label=settings.label)
-    warehouse = Warehouse(settings.warehouse)
-    predictor = load_predictor(settings, reference, warehouse)
-    # one explicit landing schema per model version, recorded in every file's footer
-    schema = dataclasses.replace(reference.schema, version=predictor.version)
-    writer = capture = None
-    if settings.capture:
-        options = dict(
-            flush_rows=settings.flush_rows,
-            flush_interval=settings.flush_interval,
-            max_buffer_rows=settings.max_buffer_rows,
-            compression=settings.landing_compression,
-        )
-        if settings.capture_process and process_writer_supported():
-            writer = ProcessLandingWriter(
-                warehouse, schema, settings.replica, spool_rows=settings.spool_rows, **options
-            )
-        else:
-            writer = LandingWriter(warehouse, schema, settings.replica, **options)
-        builder = CaptureBatchBuilder(
-            schema,
-            predictor.feature_names,
-            replica=settings.replica,
-            model_version=predictor.version,
-            max_rows=settings.max_batch_rows,
-        )
-        capture = Capture(writer, builder)
-    metrics = ServingMetrics(
-        model=settings.model_name,
-        model_version=predictor.version,
-        replica=settings.replica,
-        writer=writer,
-        routes=PREDICTION_PATHS,
-    )
-    n_features = len(predictor.feature_names)
-    return Service(
-        settings=settings,
-        schema=schema,
-        predictor=predictor,
-        parser=RequestParser(predictor.feature_names, settings.max_batch_rows),
-        metrics=metrics,
-        writer=writer,
-        capture=capture,
-        # room for long column names and 25-digit numbers with whitespace; a bound, not a fit
-        max_body_bytes=(1 << 20) + settings.max_batch_rows * n_features * 64,
-        body_deadlines=ReadDeadlines(settings.read_timeout),
-    )
 
 
 def _predict(service: Service, x: Any) -> Response:
