@@ -228,12 +228,11 @@ class Warehouse:
 def _make_durable(fd: int, cache: bool) -> None:
     """fdatasync the file open as ``fd``, then unless ``cache`` drop its (now clean) pages.
 
-    A replica's landing files are what its host writes most (~25 MB/s at 32-row requests)
-    and reads least: analytics reads each once, seconds later, usually on another host.
-    Kept, they grow the page cache without bound, charged to the server's container, whose
-    own allocations must then reclaim it; and on a VM that reports free pages to its host,
-    as the benchmark machine does, every new page-cache page costs a host fault: the
-    flusher's system time tripled after 30 s (BENCHMARKS.md, session 10).
+    A replica's landing files are what its host writes most and reads least: analytics
+    reads each once, seconds later, usually on another host. Kept, they grow the page cache
+    without bound, charged to the server's container, whose own allocations must then
+    reclaim it; and on a VM that reports free pages to its host, every new page-cache page
+    costs a host fault (the flusher's system time: ``bench.variants``).
     """
     os.fdatasync(fd)
     if not cache:

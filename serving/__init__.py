@@ -5,7 +5,7 @@ Run one replica with ``python -m serving``; build the app in-process with
 """
 
 from serving.app import create_app
-from serving.capture import Capture, CaptureBatchBuilder
+from serving.capture import Capture
 from serving.loading import load_predictor, train_default_model
 from serving.metrics import ServingMetrics
 from serving.model import Prediction, Predictor
@@ -14,7 +14,6 @@ from serving.settings import ServingSettings
 
 __all__ = [
     "Capture",
-    "CaptureBatchBuilder",
     "InvalidRequest",
     "Prediction",
     "PredictionRequest",

@@ -34,7 +34,7 @@ LATENCY_BUCKETS = (
     1.0,
 )
 OTHER_PATH = "other"
-_NO_STATS = WriterStats(0, 0, 0, 0, 0, 0, 0.0, 0.0)
+_NO_STATS = WriterStats.zero()
 
 
 class CaptureCollector(Collector):
@@ -46,7 +46,7 @@ class CaptureCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         s = self.writer.stats() if self.writer is not None else _NO_STATS
         counters = (
-            ("driftlake_capture_rows", "Rows accepted into the capture buffer.", s.captured_rows),
+            ("driftlake_capture_rows", "Rows handed to capture, kept or dropped.", s.captured_rows),
             (
                 "driftlake_capture_flushed_rows",
                 "Rows published to the landing zone.",

@@ -83,7 +83,9 @@ class ServingSettings(BaseSettings):
         "rows/s per replica FLUSH_INTERVAL comes first). Default: 50000.",
     )
     flush_interval: float = Field(
-        1.0, gt=0, description="Publish when the oldest buffered row is this many seconds old."
+        1.0,
+        gt=0,
+        description="Publish when the oldest buffered row is this many seconds old. Default: 1.",
     )
     max_buffer_rows: int = Field(
         1_000_000,
@@ -93,8 +95,9 @@ class ServingSettings(BaseSettings):
     )
     landing_compression: Literal["none", "zstd", "snappy", "lz4"] = Field(
         "none",
-        description="Parquet codec of landing files. Default: none (compaction rewrites them "
-        "with zstd; zstd here saves ~18% of the bytes for ~3x the flush's CPU).",
+        description="Parquet codec of landing files (zstd at level 1). Default: none: "
+        "compaction rewrites landing files with zstd, and compressing here costs each flush "
+        "CPU.",
     )
     capture_process: bool = Field(
         True,
@@ -106,10 +109,8 @@ class ServingSettings(BaseSettings):
         200_000,
         ge=1_000,
         description="Rows the shared memory between the server and its flusher process holds "
-        "(~70 MB at 30 features): what arrives while the flusher flushes must fit (a burst "
-        "of 1,000-row requests filled 56,000 rows of it during a 0.2 s flush); rows that do "
-        "not fit are dropped and counted; a larger spool may cost tail latency at saturation "
-        "(BENCHMARKS.md). Default: 200000.",
+        "(~70 MB at 30 features). What arrives while the flusher flushes must fit; rows that "
+        "do not are dropped and counted. Default: 200000.",
     )
     max_batch_rows: int = Field(
         1000, gt=0, le=100_000, description="Most rows one request may carry. Default: 1000."
@@ -133,9 +134,8 @@ class ServingSettings(BaseSettings):
     event_loop: Literal["asyncio", "uvloop"] = Field(
         "asyncio",
         description="uvicorn's event loop. asyncio serves requests in the order they arrive; "
-        "uvloop takes less CPU per request but, with many connections in flight, leaves "
-        "some waiting for dozens of loop turns (p99 several times the median). "
-        "Default: asyncio.",
+        "uvloop takes less CPU per request but, with many connections in flight, may leave "
+        "some waiting many loop turns (a higher p99). Default: asyncio.",
     )
 
     @field_validator("model_name", "replica")

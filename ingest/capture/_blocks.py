@@ -17,8 +17,8 @@ from ingest.schema import TS_TYPE, ModelSchema
 # (ts_us, rows, request-id prefix, features, prediction, score or None, model version).
 # A plain tuple of numbers, strings and numpy arrays: the garbage collector stops tracking
 # such a tuple at its first pass, so a full buffer adds nothing to later collections (a
-# tracked object per buffered request made every full collection walk the whole buffer;
-# one took ~70 ms and showed as p99 latency).
+# tracked object per buffered request would make every full collection walk the whole
+# buffer, a pause on the request path).
 Block = tuple
 
 
@@ -38,8 +38,8 @@ class Run(NamedTuple):
 
 _F64 = np.dtype(np.float64)
 # Blocks are turned into Arrow batches of about this many rows, so that a large flush (the
-# buffer after an outage holds up to max_buffer_rows) converts in bounded pieces: ~1 ms of
-# GIL-holding numpy work per piece for 32-row requests, ~8 ms for one-row requests.
+# buffer after an outage holds up to max_buffer_rows) converts in bounded pieces, each
+# holding the GIL only briefly.
 BATCH_ROWS = 8192
 # Rows of a run transposed per step: 4096 x 30 features stays within a core's L2 cache.
 TRANSPOSE_ROWS = 4096
@@ -76,7 +76,8 @@ def check_block(
             f"expected features of shape (rows, {n_features}) (numeric features "
             f"only) and one prediction (and score) per row; got features "
             f"{features.shape}, prediction {prediction.shape}, score "
-            f"{None if score is None else score.shape}. Categorical schemas use append()"
+            f"{None if score is None else score.shape}. A block is one float64 matrix, so a "
+            "schema with a categorical feature cannot be captured as blocks"
         )
     if (
         features.dtype is _F64
@@ -125,7 +126,7 @@ def blocks_to_batch(blocks: list[Block], arrow_schema: pa.Schema, replica: str) 
     n = int(counts.sum())
     # features x rows in one pass (concatenating the transposed views into a C-ordered
     # array: without ``out`` numpy keeps the views' Fortran order and ravel() copies it
-    # all again, ~10x slower)
+    # all again)
     by_feature = np.empty((features[0].shape[1], n))
     np.concatenate([x.T for x in features], axis=1, out=by_feature)
     nulls = sum(s is None for s in scores)
@@ -156,7 +157,7 @@ def run_to_batch(run: Run, arrow_schema: pa.Schema, replica: str) -> pa.RecordBa
     """The record batch of a :class:`Run` (the rows :func:`blocks_to_batch` would give)."""
     n, n_features = run.features.shape
     # features x rows, in steps that stay in cache (one transposing copy of the whole
-    # matrix strides through memory and costs ~4x more)
+    # matrix strides through memory, a cache miss per value)
     by_feature = np.empty((n_features, n))
     for at in range(0, n, TRANSPOSE_ROWS):
         by_feature[:, at : at + TRANSPOSE_ROWS] = run.features[at : at + TRANSPOSE_ROWS].T

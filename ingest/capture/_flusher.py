@@ -20,46 +20,42 @@ import time
 
 import pyarrow as pa
 
-from ingest.capture import _spool as sp
-from ingest.capture._blocks import Run, run_to_batch
+from ingest.capture import _spool_layout as slot
+from ingest.capture._blocks import run_to_batch
+from ingest.capture._spool import Spool
 from ingest.capture.thread_writer import LandingWriter
 from ingest.errors import LandingError
 
 log = logging.getLogger("driftlake.ingest.capture._flusher")
-# When the flusher looks at the spool. Every look has a fixed cost (~0.3 ms alone, more
-# beside a busy server) and disturbs the server's core: at one-row requests a look every
-# 50 ms cost the server +24 us of CPU per request and one every 200 ms +13 us
-# (BENCHMARKS.md). So it looks only when a flush is due (the oldest row it holds, or the
-# oldest in the spool, is FLUSH_INTERVAL old: once a second by default) or the spool would
-# be an eighth full (LOOK_BYTES at most) at the rate it filled since the last look,
-# whichever comes first, and at least every MAX_PAUSE (how soon an orphan notices); with
-# nothing held or written, every POLL (a row arriving then is due FLUSH_INTERVAL after it
-# was accepted, not after it was seen). A burst from a standstill does not wait out the
-# pause: the server wakes the flusher (an eventfd) once the spool is a quarter full, and
-# flush() and close() wake it.
+# When the flusher looks at the spool. Every look has a fixed cost and disturbs the server's
+# core, so it looks only when a flush is due (the oldest row it holds, or the oldest in the
+# spool, is FLUSH_INTERVAL old) or the spool would be FILL_AT full (LOOK_BYTES at most) at
+# the rate it filled since the last look, whichever comes first, and at least every
+# MAX_PAUSE (how soon an orphan notices); with nothing held or written, every POLL (a row
+# arriving then is due FLUSH_INTERVAL after it was accepted, not after it was seen). A burst
+# from a standstill does not wait out the pause: the server wakes the flusher (an eventfd)
+# once the spool is a quarter full, and flush() and close() wake it.
 POLL, BUSY_POLL, MAX_PAUSE = 0.2, 0.005, 1.0
 FILL_AT = 1 / 8
-# A request path that finds the spool emptied starts again at its front (ingest.capture._spool),
-# which needs looks more often than every eighth (8.7 MB of a 70 MB spool); under a steady
-# stream it seldom finds it empty even so (session 10). Measured at 32 rows x 32
-# connections beside 8.7 MB looks: 1.05x the throughput, pooled p99 -3.1 ms (BENCHMARKS.md,
-# session 9); at one-row requests 2 MB takes over a second, so there the flush interval
-# sets the pace.
+# A look at least every LOOK_BYTES written, however large the spool: a request path that
+# finds the spool emptied starts again at its front, in memory still in cache
+# (ingest.capture._spool), which needs looks more often than every eighth of a large spool
+# (bench.variants measures the cadence). At one-row requests 2 MB takes over a second, so
+# there the flush interval sets the pace.
 LOOK_BYTES = 2 << 20
 # The flusher's priority. Normally nice 5: under CPU contention the server's request path
 # goes first, and the flusher still gets about a quarter of a core. Where the server may
-# raise it again (see ingest.capture.process_writer.may_raise_flusher), the flusher drops to
-# SCHED_IDLE whenever the spool is under IDLE_BELOW full after a take: a request then never
-# waits for a flush to finish its time slice (p99 at one connection: +1.3 ms at nice 5,
-# +0.3 ms idle; BENCHMARKS.md). It goes back to nice 5 itself when it finds more, and the
-# server raises it as soon as the spool is a quarter full, in case a busy core gives an
-# idle flusher no time to look.
+# raise it again (see ingest.capture._supervisor.may_raise_flusher), the flusher drops to
+# SCHED_IDLE whenever the spool is under IDLE_BELOW full after a take, so a request never
+# waits for a flush to finish its time slice (p99 at one connection: bench.variants). It goes
+# back to nice 5 itself when it finds more, and the server raises it as soon as the spool is
+# a quarter full, in case a busy core gives an idle flusher no time to look.
 NICE = 5
 IDLE_BELOW = 1 / 16
 
 
 def serve(
-    ring: sp.Spool, writer: LandingWriter, parent: int, may_idle: bool = False, wake_fd: int = -1
+    ring: Spool, writer: LandingWriter, parent: int, may_idle: bool = False, wake_fd: int = -1
 ) -> None:
     """Move records from ``ring`` into ``writer`` and publish them until told to stop
     (at SCHED_IDLE while the spool is nearly empty, if ``may_idle``). Between looks it
@@ -77,26 +73,20 @@ def serve(
         written = ring.written()
         rate = (written - seen) / max(now - seen_at, 1e-3)  # bytes/s since the last look
         seen, seen_at = written, now
-        stop_ms = ring.get(sp.STOP)
+        stop_ms = ring.get(slot.STOP)
         if deadline is None and (stop_ms or os.getppid() != parent):
             # a stopping server says how long it waits; an orphan gets 30 s
             deadline = now + (stop_ms / 1e3 if stop_ms else 30.0)
         # read before taking: every record written before a flush request is taken below
-        request = ring.get(sp.FLUSH_REQUEST)
-        pending = request != ring.get(sp.FLUSH_DONE)
+        request = ring.get(slot.FLUSH_REQUEST)
+        pending = request != ring.get(slot.FLUSH_DONE)
         taken = ring.take(n_features)
         not_before, looked_at = looked_at, now
         if taken:
-            batches = [
-                run_to_batch(item, writer.arrow_schema, writer.replica)
-                if isinstance(item, Run)
-                else item
-                for item in taken
-            ]
-            runs = [int(item.ts_us.min()) for item in taken if isinstance(item, Run)]
-            since = _accepted_at(min(runs), not_before) if runs else None
-            writer.extend_checked(batches, since=since)
-            ring.add(sp.TAKEN, sum(b.num_rows for b in batches))
+            batches = [run_to_batch(run, writer.arrow_schema, writer.replica) for run in taken]
+            oldest = min(int(run.ts_us.min()) for run in taken)
+            writer.extend_checked(batches, since=_accepted_at(oldest, not_before))
+            ring.add(slot.TAKEN, sum(b.num_rows for b in batches))
         s = writer.stats()
         due = s.buffered_rows > 0 and (
             deadline is not None
@@ -117,8 +107,8 @@ def serve(
         _mirror(ring, writer)
         if pending:
             if failed:
-                ring.add(sp.FLUSH_ERRORS, 1)
-            ring.set(sp.FLUSH_DONE, request)
+                ring.add(slot.FLUSH_ERRORS, 1)
+            ring.set(slot.FLUSH_DONE, request)
         if deadline is not None and ring.used() == 0:
             left = writer.stats().buffered_rows
             if left == 0:
@@ -150,7 +140,7 @@ def pause(room: float, rate: float, due: float) -> float:
     return min(MAX_PAUSE, max(BUSY_POLL, min(fill, due)))
 
 
-def _due_in(ring: sp.Spool, writer: LandingWriter, retry_at: float, looked_at: float) -> float:
+def _due_in(ring: Spool, writer: LandingWriter, retry_at: float, looked_at: float) -> float:
     """Seconds until the rows held or in the spool must be published (POLL, or the flush
     interval if shorter, if none); rows still in the spool were written after
     ``looked_at`` (the last take)."""
@@ -161,8 +151,6 @@ def _due_in(ring: sp.Spool, writer: LandingWriter, retry_at: float, looked_at: f
     first = ring.first_ts()
     if first is None:  # a row may arrive any moment: seen within POLL, or its interval
         return min(POLL, writer.flush_interval)
-    if first == 0:  # an Arrow record carries no time: take it now, its age counts from then
-        return 0.0
     return writer.flush_interval - (time.monotonic() - _accepted_at(first, looked_at))
 
 
@@ -183,15 +171,15 @@ def set_policy(pid: int, policy: int) -> None:
             pass
 
 
-def _mirror(ring: sp.Spool, writer: LandingWriter) -> None:
+def _mirror(ring: Spool, writer: LandingWriter) -> None:
     s = writer.stats()
-    ring.set(sp.FLUSHED, s.flushed_rows)
-    ring.set(sp.FILES, s.flushed_files)
-    ring.set(sp.FAILURES, s.failed_flushes)
-    ring.set(sp.DROPPED, s.dropped_rows)
-    ring.set(sp.LAST_FLUSH_NS, int(s.last_flush_seconds * 1e9))
+    ring.set(slot.FLUSHED, s.flushed_rows)
+    ring.set(slot.FILES, s.flushed_files)
+    ring.set(slot.FAILURES, s.failed_flushes)
+    ring.set(slot.DROPPED, s.dropped_rows)
+    ring.set(slot.LAST_FLUSH_NS, int(s.last_flush_seconds * 1e9))
     oldest = s.oldest_buffered_age_seconds
-    ring.set(sp.OLDEST_NS, time.monotonic_ns() - int(oldest * 1e9) if s.buffered_rows else 0)
+    ring.set(slot.OLDEST_NS, time.monotonic_ns() - int(oldest * 1e9) if s.buffered_rows else 0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -207,16 +195,16 @@ def main(argv: list[str] | None = None) -> None:
         format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
     )
     # mimalloc, Arrow's default, hands the memory of each flush back to the kernel and
-    # faults it in again (zeroing huge pages) at the next: glibc's malloc keeps it, and the
-    # flusher spends ~25% less CPU a row (BENCHMARKS.md, session 9)
+    # faults it in again (zeroing huge pages) at the next; glibc's malloc keeps it
+    # (bench.variants: ~25% less flusher CPU a row)
     pa.set_memory_pool(pa.system_memory_pool())
     config = pickle.loads(sys.stdin.buffer.read())
     parent = config.pop("parent")
     may_idle = config.pop("may_idle", False)
     wake_fd = config.pop("wake_fd", -1)
     writer = LandingWriter(**config)
-    ring = sp.Spool(fd, capacity)
-    ring.set(sp.READY, os.getpid())
+    ring = Spool(fd, capacity)
+    ring.set(slot.READY, os.getpid())
     try:
         serve(ring, writer, parent, may_idle, wake_fd)
     finally:

@@ -14,7 +14,27 @@ __all__ = ["LandingSink", "WriterStats"]
 
 @dataclass(frozen=True)
 class WriterStats:
-    """Counters of one writer since it started (rows are feature rows, not requests)."""
+    """Counters of one writer since it started (rows are feature rows, not requests).
+
+    Attributes
+    ----------
+    captured_rows
+        Rows offered by ``append_block``, whether kept or dropped.
+    flushed_rows
+        Rows published in landing files.
+    dropped_rows
+        Rows lost: refused by a full buffer or ring, or taken by a flusher that died.
+    buffered_rows
+        Rows kept and not yet published (``captured - flushed - dropped``).
+    flushed_files
+        Landing files published.
+    failed_flushes
+        Flush attempts that left rows unpublished (they are kept and retried).
+    last_flush_seconds
+        Duration of the last successful flush.
+    oldest_buffered_age_seconds
+        Age of the oldest row not yet published; 0 if none.
+    """
 
     captured_rows: int
     flushed_rows: int
@@ -24,6 +44,11 @@ class WriterStats:
     failed_flushes: int
     last_flush_seconds: float
     oldest_buffered_age_seconds: float
+
+    @classmethod
+    def zero(cls) -> WriterStats:
+        """The counters of a sink that captured nothing (what a server without capture shows)."""
+        return cls(0, 0, 0, 0, 0, 0, 0.0, 0.0)
 
 
 @runtime_checkable
@@ -50,8 +75,35 @@ class LandingSink(Protocol):
         score: np.ndarray | None,
         model_version: str,
     ) -> bool:
-        """Queue one request's rows, O(1); False if the buffer is full (the rows are dropped
-        and counted)."""
+        """Queue one request's rows, O(1) on the request path.
+
+        Parameters
+        ----------
+        ts_us
+            The request's timestamp, microseconds since the epoch (UTC), shared by its rows.
+        id_prefix
+            The request's id; row ``i`` lands with request id ``f"{id_prefix}-{i}"``.
+        features
+            Rows x the schema's features, in the schema's order (float64, or numbers that
+            convert to it). The sink may keep it by reference until published: the caller
+            must not modify it afterwards.
+        prediction, score
+            One number per row; ``score`` None lands a null score.
+        model_version
+            Written into every row.
+
+        Returns
+        -------
+        bool
+            False if the rows were dropped (and counted) because the buffer is full.
+
+        Raises
+        ------
+        SchemaError
+            If the schema has a categorical feature (a block is numbers only), or the
+            arrays' shapes do not match each other and the schema's features; nothing is
+            queued.
+        """
         ...
 
     def flush(self) -> int:

@@ -6,27 +6,21 @@ import logging
 import threading
 import time
 from collections import deque
-from datetime import datetime
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ingest import paths
-from ingest.capture._blocks import Block, check_block, to_batches
+from ingest.capture._blocks import Block, check_block
+from ingest.capture._landing_files import CODECS, LandingFiles
 from ingest.capture.sink import WriterStats
 from ingest.errors import LandingError
-from ingest.schema import MODEL_VERSION, REPLICA, TS, ModelSchema
+from ingest.schema import ModelSchema
 from ingest.storage import Warehouse
 
+__all__ = ["CODECS", "LandingWriter"]
+
 log = logging.getLogger("driftlake.ingest.capture.thread_writer")
-
-
-# Codecs a landing file may use. "none" is the default: landing files live until compaction
-# rewrites them with zstd, and on continuous feature values zstd level 1 saves ~18% of the
-# bytes (236 against 288 B/row) for ~3x the CPU of the flush, CPU taken from the request path
-# on a busy server (bench/landing.py measures both).
-CODECS = ("none", "zstd", "snappy", "lz4")
 
 
 class LandingWriter:
@@ -34,7 +28,7 @@ class LandingWriter:
 
     Rows are published when ``flush_rows`` are buffered or the oldest buffered row is
     ``flush_interval`` seconds old, and on :meth:`close`. A failing store never blocks
-    :meth:`append`: rows stay buffered (up to ``max_buffer_rows``) and are retried with
+    :meth:`append_block`: rows stay buffered (up to ``max_buffer_rows``) and are retried with
     backoff; rows beyond that bound are dropped and counted.
 
     Parameters
@@ -42,7 +36,7 @@ class LandingWriter:
     warehouse
         Where to publish.
     schema
-        The model's landing schema; every appended batch must match it.
+        The model's landing schema; every appended block must match it.
     replica
         This writer's replica name (part of every file name, so names never collide).
     flush_rows, flush_interval
@@ -51,8 +45,6 @@ class LandingWriter:
         Rows kept while the store is failing; appends beyond it are dropped and counted.
     compression
         Parquet codec of landing files, one of :data:`CODECS` (``zstd`` at level 1).
-        Dictionary encoding is used for the replica, model version and categorical columns
-        only: on unique request ids and continuous numbers it costs CPU and saves nothing.
 
     Example
     -------
@@ -74,12 +66,11 @@ class LandingWriter:
         max_buffer_rows: int = 1_000_000,
         compression: str = "none",
     ) -> None:
-        if compression not in CODECS:
-            raise ValueError(f"compression must be one of {CODECS}, not {compression!r}")
+        self.replica = paths.check_name("replica", replica)
+        self._files = LandingFiles(warehouse, schema, self.replica, compression)
         self.warehouse = warehouse
         self.schema = schema
-        self.arrow_schema = schema.arrow_schema()
-        self.replica = paths.check_name("replica", replica)
+        self.arrow_schema = self._files.arrow_schema
         self.flush_rows = flush_rows
         self.flush_interval = flush_interval
         self.max_buffer_rows = max_buffer_rows
@@ -88,14 +79,11 @@ class LandingWriter:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._numeric = all(f.kind == "numeric" for f in schema.features)
-        self._dictionary_columns = [REPLICA, MODEL_VERSION] + [
-            f.name for f in schema.features if f.kind != "numeric"
-        ]
-        # entries are whole requests, never rows: an Arrow batch, or a block built at flush
+        # entries are whole requests (a block, built into Arrow at flush) or the record
+        # batches of many (extend_checked), never single rows
         self._buffer: deque[tuple[float, pa.RecordBatch | Block]] = deque()
         self._buffered = 0
-        self._seq = 0
-        self._captured = self._flushed = self._dropped = self._files = self._failures = 0
+        self._captured = self._flushed = self._dropped = self._file_count = self._failures = 0
         self._last_flush_seconds = 0.0
         self._failing = False
         self._dropping = False
@@ -103,21 +91,6 @@ class LandingWriter:
         self._thread: threading.Thread | None = None
 
     # -- request path -------------------------------------------------------------------
-    def append(self, batch: pa.RecordBatch) -> bool:
-        """Queue ``batch`` for publishing; O(1). Returns False if it was dropped (buffer full).
-
-        A batch with columns in another order or of a narrower type (float32, ints) is cast
-        to the landing schema first, so one odd batch can never block every later flush.
-
-        Raises
-        ------
-        SchemaError
-            If a column is missing, unexpected, or cannot be cast; nothing is queued.
-        """
-        if not batch.schema.equals(self.arrow_schema):
-            batch = self.schema.conform(batch)
-        return self._enqueue(batch, batch.num_rows)
-
     def append_block(
         self,
         ts_us: int,
@@ -127,39 +100,10 @@ class LandingWriter:
         score: np.ndarray | None,
         model_version: str,
     ) -> bool:
-        """Queue one request's rows as arrays; O(1), the Arrow batch is built at flush time.
+        """Queue one request's rows; O(1) (see :meth:`LandingSink.append_block`).
 
-        The cheap way to capture from a request path: a tuple goes into the buffer and the
-        flusher thread turns all buffered blocks into one Arrow table at once, instead of one
-        record batch (an Arrow array per column) per request. The rows landed are exactly
-        those :meth:`append` would land for the equivalent record batch, with request ids
-        ``<id_prefix>-0``, ``<id_prefix>-1``, ... in row order.
-
-        Parameters
-        ----------
-        ts_us
-            The request's timestamp, microseconds since the epoch (UTC), shared by its rows.
-        id_prefix
-            The request's id; row ``i`` lands with request id ``f"{id_prefix}-{i}"``.
-        features
-            Rows x the schema's features, in the schema's order (float64, or numbers that
-            convert to it). Kept by reference until published: the caller must not modify
-            it afterwards.
-        prediction, score
-            One number per row; ``score`` None lands a null score.
-        model_version
-            Written into every row.
-
-        Returns
-        -------
-        bool
-            False if the rows were dropped because the buffer is full.
-
-        Raises
-        ------
-        SchemaError
-            If the schema has a categorical feature (use :meth:`append`), or the arrays'
-            shapes do not match each other and the schema's features.
+        A tuple goes into the buffer, and the flusher thread turns all buffered blocks into
+        one Arrow table at once instead of a record batch per request.
         """
         features, prediction, score = check_block(
             self.schema, self._numeric, features, prediction, score
@@ -170,11 +114,12 @@ class LandingWriter:
 
     def extend_checked(self, batches: list[pa.RecordBatch], since: float | None = None) -> None:
         """Queue many record batches at once that are in the landing schema already (the
-        flusher process builds them from its spool, one per many requests). Past
-        ``max_buffer_rows`` the newest rows are dropped and counted: a batch is cut at the
-        bound (a request's rows may fall on both sides of the cut). ``since`` is when
-        their oldest row was accepted (``time.monotonic()``; now if None): their age, and
-        so when they are due, counts from then, not from when they reached this writer."""
+        flusher process builds them from its spool, one per many requests; nothing checks
+        them again). Past ``max_buffer_rows`` the newest rows are dropped and counted: a
+        batch is cut at the bound (a request's rows may fall on both sides of the cut).
+        ``since`` is when their oldest row was accepted (``time.monotonic()``; now if None):
+        their age, and so when they are due, counts from then, not from when they reached
+        this writer."""
         at = time.monotonic() if since is None else since
         for batch in batches:
             room = self.max_buffer_rows - self._buffered
@@ -185,6 +130,7 @@ class LandingWriter:
 
     def _enqueue(self, item: pa.RecordBatch | Block, n: int, at: float | None = None) -> bool:
         with self._lock:
+            self._captured += n  # kept or dropped, as ProcessLandingWriter counts
             if self._buffered + n > self.max_buffer_rows:
                 self._dropped += n
                 if not self._dropping:
@@ -199,7 +145,6 @@ class LandingWriter:
                 return False
             self._buffer.append((time.monotonic() if at is None else at, item))
             self._buffered += n
-            self._captured += n
             full = self._buffered >= self.flush_rows
         if full:
             self._wake.set()
@@ -247,7 +192,7 @@ class LandingWriter:
                 flushed_rows=self._flushed,
                 dropped_rows=self._dropped,
                 buffered_rows=self._buffered,
-                flushed_files=self._files,
+                flushed_files=self._file_count,
                 failed_flushes=self._failures,
                 last_flush_seconds=self._last_flush_seconds,
                 oldest_buffered_age_seconds=age,
@@ -269,15 +214,10 @@ class LandingWriter:
             if not taken:
                 return 0
             started = time.perf_counter()
-            # one chunk per column: per-request batches are tiny and the Parquet writer's
-            # per-chunk overhead otherwise dominates the flush (~3x slower)
             try:
-                table = pa.Table.from_batches(
-                    to_batches(taken, self.arrow_schema, self.replica), self.arrow_schema
-                )
-                table = table.combine_chunks()
+                table = self._files.table(taken)
             except (pa.ArrowException, ValueError, TypeError) as exc:
-                # a bug, never bad input (append checks it): keep the rows rather than lose them
+                # a bug, never bad input (blocks are checked when appended): keep the rows
                 with self._lock:
                     self._buffer.extendleft(reversed(taken))
                     self._failures += 1
@@ -285,7 +225,7 @@ class LandingWriter:
                     "event=flush_failed replica=%s rows=%d reason=%s", self.replica, rows, exc
                 )
                 raise LandingError(f"flush of {rows} rows failed: {exc}") from exc
-            remaining, error = self._publish(table)
+            remaining, error, files = self._files.publish(table)
             if error is not None:
                 with self._lock:
                     self._buffer.extendleft(
@@ -294,6 +234,7 @@ class LandingWriter:
                     published = rows - remaining.num_rows
                     self._buffered -= published
                     self._flushed += published
+                    self._file_count += files
                     self._failures += 1
                 if not self._failing:
                     self._failing = True
@@ -308,6 +249,7 @@ class LandingWriter:
             with self._lock:
                 self._buffered -= rows
                 self._flushed += rows
+                self._file_count += files
                 self._last_flush_seconds = elapsed
                 if self._dropping and self._buffered < self.max_buffer_rows // 2:
                     self._dropping = False
@@ -317,64 +259,25 @@ class LandingWriter:
                 log.warning("event=flush_recovered replica=%s rows=%d", self.replica, rows)
             return rows
 
-    def _publish(self, table: pa.Table) -> tuple[pa.Table, Exception | None]:
-        """Publish ``table`` one UTC hour per file; return the unpublished rows and the error."""
-        bounds = pc.min_max(table[TS])
-        first, last = _hour(bounds["min"].as_py()), _hour(bounds["max"].as_py())
-        if first == last:  # nearly every flush: no per-row floor and unique (~10% of it)
-            hours, distinct = None, [first]
-        else:
-            hours = pc.floor_temporal(table[TS], unit="hour")
-            distinct = pc.unique(hours).to_pylist()
-        for i, hour in enumerate(distinct):
-            part = table if hours is None else table.filter(pc.equal(hours, hour))
-            self._seq += 1
-            rel = f"{paths.partition_of(self.schema.model, hour)}/" + paths.landing_file_name(
-                self.replica, self._seq
-            )
-            try:
-                self.warehouse.publish_table(
-                    part,
-                    rel,
-                    compression=self.compression,
-                    compression_level=1 if self.compression == "zstd" else None,
-                    use_dictionary=self._dictionary_columns,
-                    # readers prune landing files by time only; compaction writes statistics
-                    # for every column (they cost ~15% of an uncompressed flush)
-                    write_statistics=[TS],
-                    cache=False,  # the page cache is the server's memory (ingest.storage)
-                )
-            except (LandingError, OSError) as exc:
-                if hours is None:
-                    return table, exc
-                return table.filter(pc.is_in(hours, pa.array(distinct[i:], hours.type))), exc
-            with self._lock:
-                self._files += 1
-        return table.slice(0, 0), None
+    def _due_in(self) -> float:
+        """Seconds until a flush is due (0: now; FLUSH_INTERVAL if nothing is buffered)."""
+        with self._lock:
+            if self._buffered >= self.flush_rows:
+                return 0.0
+            if not self._buffer:
+                return self.flush_interval
+            return max(0.0, self._buffer[0][0] + self.flush_interval - time.monotonic())
 
     def _run(self) -> None:
         backoff = self.flush_interval
         while not self._stop.is_set():
-            with self._lock:
-                oldest = self._buffer[0][0] if self._buffer else None
-                full = self._buffered >= self.flush_rows
-            if oldest is None:
-                wait = self.flush_interval
-            elif full:
-                wait = 0.0
-            else:
-                wait = max(0.0, oldest + self.flush_interval - time.monotonic())
+            wait = self._due_in()
             if wait > 0:
                 self._wake.wait(wait)
             self._wake.clear()
             if self._stop.is_set():
                 break
-            with self._lock:
-                oldest = self._buffer[0][0] if self._buffer else None
-                due = self._buffered >= self.flush_rows or (
-                    oldest is not None and time.monotonic() - oldest >= self.flush_interval
-                )
-            if not due:
+            if self._due_in() > 0:
                 continue
             try:
                 self.flush()
@@ -382,7 +285,3 @@ class LandingWriter:
             except LandingError:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
-
-
-def _hour(ts: datetime) -> datetime:
-    return ts.replace(minute=0, second=0, microsecond=0)
