@@ -19,15 +19,12 @@ from pathlib import Path
 from analytics import AnalyticsSettings, DetectConfig, dask_client
 from analytics.backfill import backfill
 from analytics.profile import load_profile
+from harness import REFERENCE
+from harness.landing import holdout_rows, write_landing
 from ingest import Warehouse
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def build_landing(root: Path, rows: int) -> Warehouse:
-    # tests/landing.py is the one helper that fills a landing zone through the real writer
-    from tests.landing import holdout_rows, write_landing
-
     wh = Warehouse(root)
     start = datetime.now(UTC) - timedelta(hours=2)
     write_landing(wh, holdout_rows(rows, seed=11), start=start, per_file=1000)
@@ -37,7 +34,7 @@ def build_landing(root: Path, rows: int) -> Warehouse:
 def run_backfill(wh: Warehouse, workers: int, window: int, name: str) -> float:
     settings = AnalyticsSettings(
         warehouse=wh.root,
-        reference_path=str(ROOT / "reference.parquet"),
+        reference_path=str(REFERENCE),
         window_size=window,
         n_workers=workers,
         dashboard_address=None,

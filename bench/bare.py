@@ -10,13 +10,11 @@ Run: ``uv run python -m bench.bare --port 9002 [--model-path PATH]``.
 
 from __future__ import annotations
 
-import argparse
-
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from bench.procs import bench_predictor, columns_to_matrix, serve
+from bench.procs import add_healthz, bench_predictor, columns_to_matrix, serve, server_parser
 from serving import ServingSettings
 
 
@@ -31,19 +29,11 @@ def create_app(model_path: str | None) -> FastAPI:
         out = predictor.predict(columns_to_matrix(features["columns"], features["data"], order))
         return Response(orjson.dumps({"prediction": out.labels}), media_type="application/json")
 
-    @app.get("/healthz")
-    async def healthz() -> Response:
-        return Response(b'{"status":"ok"}', media_type="application/json")
-
-    return app
+    return add_healthz(app)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--model-path", default=None, help="estimator file (default model)")
-    args = parser.parse_args()
+    args = server_parser(__doc__.splitlines()[0], model_path=True).parse_args()
     # the model server's own default loop: the ceiling of the same stack
     loop = ServingSettings.model_fields["event_loop"].default
     serve(create_app(args.model_path), args.host, args.port, loop=loop)

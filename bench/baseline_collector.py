@@ -13,7 +13,6 @@ Run: ``uv run python -m bench.baseline_collector --port 9000``.
 
 from __future__ import annotations
 
-import argparse
 from collections import deque
 
 import numpy as np
@@ -22,7 +21,7 @@ from pydantic import BaseModel
 from scipy.stats import ks_2samp
 from sklearn.datasets import load_breast_cancer
 
-from bench.procs import serve
+from bench.procs import add_healthz, serve, server_parser
 
 WINDOW = 10  # requests, as the replaced design's deque(maxlen=10)
 P_THRESHOLD = 0.05
@@ -81,18 +80,11 @@ def create_app() -> FastAPI:
             "windows_flagged": monitor.flagged,
         }
 
-    @app.get("/healthz")
-    async def healthz() -> dict:
-        return {"status": "ok"}
-
-    return app
+    return add_healthz(app)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    args = parser.parse_args()
+    args = server_parser(__doc__.splitlines()[0]).parse_args()
     serve(create_app(), args.host, args.port)
 
 

@@ -13,13 +13,11 @@ Run: ``uv run python -m bench.baseline_forwarding --port 9001 --collector http:/
 
 from __future__ import annotations
 
-import argparse
-
 import httpx
 from fastapi import BackgroundTasks, FastAPI
 from pydantic import BaseModel
 
-from bench.procs import bench_predictor, columns_to_matrix, serve
+from bench.procs import add_healthz, bench_predictor, columns_to_matrix, serve, server_parser
 
 
 class FeaturePayload(BaseModel):
@@ -85,19 +83,12 @@ def create_app(collector: str, model_path: str | None) -> FastAPI:
             "forwards_in_flight": counts.forwards_scheduled - done,
         }
 
-    @app.get("/healthz")
-    async def healthz() -> dict:
-        return {"status": "ok"}
-
-    return app
+    return add_healthz(app)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser = server_parser(__doc__.splitlines()[0], model_path=True)
     parser.add_argument("--collector", required=True, help="the collector's /datadrift URL")
-    parser.add_argument("--model-path", default=None, help="estimator file (default model)")
     args = parser.parse_args()
     serve(create_app(args.collector, args.model_path), args.host, args.port)
 

@@ -32,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +44,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from analytics import AnalyticsSettings, Driver, dask_client
 from bench import procs
+from harness import REFERENCE, ROOT
+from harness.prometheus import pushgateway_running
 from ingest import Warehouse
 from ingest.paths import drift_dir
 from serving import ServingSettings
@@ -182,32 +185,6 @@ def one_run(gen: subprocess.Popen, pushgateway: str, watch: HistoryWatch, args) 
     return Result(push_at - t0, hist_at - t0, flagged_end - t0)
 
 
-def start_pushgateway(work: Path) -> tuple[subprocess.Popen, str]:
-    port = procs.free_port()
-    log = open(work / "pushgateway.log", "wb")  # noqa: SIM115 - the process keeps it
-    proc = subprocess.Popen(
-        [
-            "prometheus-pushgateway",
-            f"--web.listen-address=127.0.0.1:{port}",
-            f"--persistence.file={work / 'pushgateway.data'}",  # Debian's default is /var/lib
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/-/ready", timeout=1, trust_env=False).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            log_text = (work / "pushgateway.log").read_text()
-            raise RuntimeError(f"pushgateway did not start: {log_text}")
-        time.sleep(0.1)
-
-
 def main(argv: list[str] | None = None) -> None:
     serving_defaults = ServingSettings(replica="bench")
     analytics_defaults = AnalyticsSettings()
@@ -232,16 +209,17 @@ def main(argv: list[str] | None = None) -> None:
         f"(one row each), {args.runs} runs; work dir {work}",
         flush=True,
     )
-    pg_proc, pushgateway = start_pushgateway(work)
+    stack = ExitStack()  # closed in the finally below: stops the Pushgateway
+    pushgateway = stack.enter_context(pushgateway_running(work)).url
     server = procs.start(
         "server",
-        ["-m", "serving", "--warehouse", str(wh), "--reference", str(procs.REFERENCE),
+        ["-m", "serving", "--warehouse", str(wh), "--reference", str(REFERENCE),
          "--replica", "fresh-0", "--flush-interval", str(args.flush_interval)],
         work,
     )  # fmt: skip
     settings = AnalyticsSettings(
         warehouse=str(wh),
-        reference_path=str(procs.REFERENCE),
+        reference_path=str(REFERENCE),
         window_size=args.window_size,
         interval=args.interval,
         pushgateway=pushgateway,
@@ -251,7 +229,7 @@ def main(argv: list[str] | None = None) -> None:
     gen = subprocess.Popen(
         [sys.executable, "-m", "bench.freshness", "--loadgen", server.url, "--rate",
          str(args.rate), "--seed", str(args.seed)],
-        cwd=procs.ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     cycles: list[float] = []
     results: list[Result] = []
@@ -283,8 +261,7 @@ def main(argv: list[str] | None = None) -> None:
             gen.stdin.flush()
             gen.wait(10)
         server.stop()
-        pg_proc.terminate()
-        pg_proc.wait(10)
+        stack.close()
     report(results, cycles, args)
 
 

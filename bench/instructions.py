@@ -36,6 +36,7 @@ import httpx
 
 from bench import procs
 from bench.serving import bodies
+from harness import REFERENCE
 
 TOTALS = re.compile(rb"^totals: (\d+)", re.MULTILINE)
 
@@ -82,7 +83,7 @@ def one_round(config: str, args: argparse.Namespace, work: Path) -> tuple[float,
     )
     flags = ["--no-capture"] if config == "off" else []
     argv = ["-m", "serving", "--warehouse", str(out_dir / "warehouse")]
-    argv += ["--reference", str(procs.REFERENCE), *flags]
+    argv += ["--reference", str(REFERENCE), *flags]
     # under valgrind the imports alone take a minute or more
     server = procs.start(config, argv, out_dir, wrapper=valgrind, timeout=900)
     url = server.url + "/get-prediction"

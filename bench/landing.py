@@ -115,7 +115,9 @@ def fill(wh: Warehouse, schema, files_per_hour: int, rows_per_file: int) -> int:
     for replica in ("r1", "r2"):
         writer = LandingWriter(wh, schema, replica, flush_rows=10**9, flush_interval=3600)
         for i in range(2 * files_per_hour):
-            writer.append(make_batch(schema, rows_per_file, START + step * i, replica, rng))
+            writer.extend_checked(
+                [make_batch(schema, rows_per_file, START + step * i, replica, rng)]
+            )
             writer.flush()
             total += rows_per_file
         writer.close()

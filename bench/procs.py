@@ -1,45 +1,37 @@
-"""Benchmark plumbing: start servers on loopback, read their CPU time, stop them, load models."""
+"""Benchmark plumbing: servers on loopback with their CPU time, and the models they serve.
+
+Starting, readiness and stopping are the development harness's (:mod:`harness.procs`); this
+adds what only a benchmark measures (CPU time of a server and its flusher) and the pieces the
+baseline servers share.
+"""
 
 from __future__ import annotations
 
+import argparse
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import numpy as np
 import uvicorn
-from prometheus_client.parser import text_string_to_metric_families
+from fastapi import FastAPI
 
+from harness import REFERENCE
+from harness.procs import Process, driftlake_env, free_port, start_ready
+from harness.servers import parse_metrics
 from ingest import Warehouse
 from ingest.reference import load_reference
 from serving import Predictor, ServingSettings, load_predictor
 
-ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT / "reference.parquet"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
-class Proc:
-    """One server process on 127.0.0.1 and its log file."""
-
-    name: str
-    url: str
-    proc: subprocess.Popen[bytes]
-    log_path: Path
+class Proc(Process):
+    """One server process on 127.0.0.1, its log file, and its CPU time."""
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the process and its live children (its flusher)."""
@@ -55,14 +47,7 @@ class Proc:
 
     def stop(self, timeout: float = 60.0) -> int:
         """SIGTERM (graceful: the capture buffer is published), then kill after ``timeout``."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+        return super().stop(timeout)
 
 
 def descendants(pid: int) -> list[int]:
@@ -100,45 +85,43 @@ def start(
     """Run ``python <argv> --port P`` (on ``cpus`` only, if given; under ``wrapper``, e.g.
     valgrind, if given) until ``/healthz`` answers, for up to ``timeout`` seconds."""
     port = free_port()
-    log_path = log_dir / f"{name}.log"
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLAKE_")}
-    child_env.update(env or {})
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [*wrapper, sys.executable, *argv, "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT,
-            env=child_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            # every thread the server starts inherits the affinity
-            preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
-        )
-    handle = Proc(name, f"http://127.0.0.1:{port}", proc, log_path)
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited with {proc.returncode}: {log_path.read_text()}")
-        try:
-            if handle.get("/healthz").status_code == 200:
-                return handle
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            handle.stop()
-            raise RuntimeError(
-                f"{name} did not answer /healthz in {timeout:g} s: {log_path.read_text()}"
-            )
-        time.sleep(0.1)
+    started = start_ready(
+        name,
+        [*wrapper, sys.executable, *argv, "--host", "127.0.0.1", "--port", str(port)],
+        log_dir / f"{name}.log",
+        port,
+        timeout=timeout,
+        env=driftlake_env() | (env or {}),
+        # every thread the server starts inherits the affinity
+        preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
+    )
+    return Proc(name, port, started.proc, started.log_path)
 
 
 def metrics(proc: Proc) -> dict[str, float]:
     """Scrape a driftlake model server's ``/metrics`` (samples without labels only)."""
-    out = {}
-    for family in text_string_to_metric_families(proc.get("/metrics").text):
-        for sample in family.samples:
-            if not sample.labels:
-                out[sample.name] = sample.value
-    return out
+    return {k: v for k, v in parse_metrics(proc.get("/metrics").text).items() if "{" not in k}
+
+
+def server_parser(description: str, *, model_path: bool = False) -> argparse.ArgumentParser:
+    """The command line every benchmark server takes: ``--host``, ``--port`` and, with
+    ``model_path``, ``--model-path`` (the estimator file; the default model if omitted)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    if model_path:
+        parser.add_argument("--model-path", default=None, help="estimator file (default model)")
+    return parser
+
+
+def add_healthz(app: FastAPI) -> FastAPI:
+    """Answer ``GET /healthz`` with ``{"status": "ok"}``: what :func:`start` waits for."""
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    return app
 
 
 def bench_predictor(model_path: str | None, cache: str | None = None) -> Predictor:

@@ -37,6 +37,7 @@ from bench.paired import (
     williams_orders,
 )
 from bench.serving import bodies, train_forest, wait_quiet
+from harness import REFERENCE, ROOT
 
 LAUNCH = (
     "import runpy, sys; sys.path.insert(0, sys.argv.pop(1)); sys.argv[0] = 'serving'; "
@@ -50,7 +51,7 @@ def parse_variant(text: str) -> tuple[str, Path, list[str]]:
     if not sep or not head:
         raise argparse.ArgumentTypeError(f"expected NAME[@TREE]=FLAGS, got {text!r}")
     name, _, tree = head.partition("@")
-    root = Path(tree).resolve() if tree else procs.ROOT
+    root = Path(tree).resolve() if tree else ROOT
     if not (root / "serving" / "__main__.py").is_file():
         raise argparse.ArgumentTypeError(f"{root} holds no serving package")
     return name, root, shlex.split(flags)
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
                 servers.setdefault(name, []).append(procs.start(
                     replica,
                     ["-c", LAUNCH, str(tree), "--warehouse", str(work / replica),
-                     "--reference", str(procs.REFERENCE), "--replica", replica,
+                     "--reference", str(REFERENCE), "--replica", replica,
                      *model, *flags],
                     work,
                     cpus={1} if args.pin else None,

@@ -1,42 +1,20 @@
-"""Shared fixtures: loopback ports, temporary warehouses, and the integration-binary gate."""
+"""Shared fixtures; the helpers they use live in the development harness (``harness/``)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
+from distributed import Client
 
-ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT / "reference.parquet"
-REQUIRE_INTEGRATION = os.environ.get("DRIFTLAKE_REQUIRE_INTEGRATION") == "1"
-
-
-def free_port() -> int:
-    """Return a TCP port that is free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from analytics import AnalyticsSettings, dask_client
 
 
-def require_binary(name: str) -> str:
-    """Return the path of ``name``; skip (or fail under DRIFTLAKE_REQUIRE_INTEGRATION=1)."""
-    path = shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
-    if path:
-        return path
-    reason = (
-        f"{name} is not installed: install Debian's package "
-        "(apt-get install nginx prometheus prometheus-pushgateway prometheus-alertmanager "
-        "docker-compose chromium; .ci/run does)"
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+    """A client of a local Dask cluster of one worker process, shared by a module's tests."""
+    settings = AnalyticsSettings(
+        warehouse=str(tmp_path_factory.mktemp("cluster")), n_workers=1, dashboard_address=None
     )
-    if REQUIRE_INTEGRATION:
-        pytest.fail(reason + " -- DRIFTLAKE_REQUIRE_INTEGRATION=1 makes this a failure")
-    pytest.skip(reason)
-
-
-@pytest.fixture
-def port() -> Callable[[], int]:
-    return free_port
+    with dask_client(settings) as client:
+        yield client

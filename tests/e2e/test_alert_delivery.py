@@ -1,7 +1,7 @@
 """A DatasetDrift alert reaches a person's webhook during a drifted stream, and not during a
 clean one.
 
-The native stack (:func:`tests.fullstack.native_stack`): the shipped nginx.conf in front of a
+The native stack (:func:`harness.fullstack.native_stack`): the shipped nginx.conf in front of a
 real model server, the analytics job on a local Dask cluster pushing to a real Pushgateway,
 Prometheus running the shipped config and rules, and Alertmanager running the shipped
 ``prometheus/alertmanager.yml`` with its webhook receiver pointed at a stdlib HTTP server in
@@ -12,24 +12,22 @@ expression is the shipped one. ``run.py`` streams a clean stream, then a drifted
 
 from __future__ import annotations
 
-import json
 import re
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import free_port
-from tests.fullstack import MODEL, native_stack, stream
-from tests.servers import wait_until
-from tests.stack import Prometheus
+from harness import MODEL
+from harness.fullstack import native_stack, stream
+from harness.procs import free_port, wait_until
+from harness.prometheus import Prometheus
+from harness.stubs import QuietHandler, serving_in_thread
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -61,31 +59,17 @@ class _Webhook(ThreadingHTTPServer):
         ]
 
 
-class _WebhookHandler(BaseHTTPRequestHandler):
+class _WebhookHandler(QuietHandler):
     server: _Webhook
 
     def do_POST(self) -> None:
-        payload = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-        self.server.received.append((time.monotonic(), payload))
-        self.send_response(200)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.server.received.append((time.monotonic(), self.read_json()))
+        self.reply(200)
 
 
-@contextmanager
-def webhook() -> Iterator[_Webhook]:
-    server = _Webhook(free_port())
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+def webhook() -> AbstractContextManager[_Webhook]:
+    """A webhook receiver on a free loopback port, serving until the block ends."""
+    return serving_in_thread(_Webhook(free_port()))
 
 
 def rule(prom: Prometheus, name: str) -> dict[str, Any]:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port, require_binary
+from harness import ROOT
+from harness.procs import free_port, require_binary, stop_process
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
@@ -96,12 +97,7 @@ def demo(tmp_path: Path, *flags: str) -> Iterator[Demo]:
     try:
         yield Demo(proc)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_process(proc, 30)
         stderr.close()
 
 

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, free_port
+from harness import ROOT
+from harness.procs import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 

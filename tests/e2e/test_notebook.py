@@ -10,9 +10,9 @@ import nbformat
 import pytest
 
 from analytics import AnalyticsSettings, Driver, dask_client
+from harness import REFERENCE, ROOT
+from harness.landing import holdout_rows, write_landing
 from ingest import Warehouse
-from tests.conftest import REFERENCE, ROOT
-from tests.landing import holdout_rows, write_landing
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 

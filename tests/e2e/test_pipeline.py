@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import time
 
-import httpx
 import numpy as np
 import polars as pl
 import pytest
 from scipy.stats import ks_2samp
 
 from analytics import AnalyticsSettings, Driver, dask_client, load_checkpoint, read_history
+from harness import REFERENCE
+from harness.procs import free_port
+from harness.servers import model_server, send_rows
 from ingest import PREDICTION, Warehouse
 from ingest.reader import scan_landing
 from serving.dataset import LABEL, split_breast_cancer
-from tests.conftest import REFERENCE, free_port
-from tests.servers import model_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -23,19 +23,12 @@ WINDOW = 100
 ROWS = 650
 
 
-def send(url: str, columns: list[str], rows: np.ndarray) -> list[str]:
-    body = {"features": {"columns": columns, "data": rows.tolist()}}
-    resp = httpx.post(f"{url}/get-prediction", json=body, timeout=10)
-    assert resp.status_code == 200, resp.text
-    return resp.json()["request_ids"]
-
-
 def test_two_replicas_one_landing_zone_every_row_tested_once_stats_equal_scipy(tmp_path):
     wh_dir = tmp_path / "wh"
     reference, holdout = split_breast_cancer()
     columns = [c for c in holdout.columns if c != LABEL]
     rng = np.random.default_rng(7)
-    data = holdout.select(columns).to_numpy()[rng.integers(0, holdout.height, ROWS)]
+    frame = holdout.select(columns)[rng.integers(0, holdout.height, ROWS)]
 
     accepted: list[str] = []
     with (
@@ -45,7 +38,7 @@ def test_two_replicas_one_landing_zone_every_row_tested_once_stats_equal_scipy(t
         i, k = 0, 0
         while i < ROWS:
             n = min(1 + k % 4, ROWS - i)  # single rows and small batches, alternating servers
-            accepted += send((a, b)[k % 2].url, columns, data[i : i + n])
+            accepted += send_rows((a, b)[k % 2].url, frame.slice(i, n), batch_rows=n).request_ids
             i, k = i + n, k + 1
     # both servers got SIGTERM and flushed: the landing zone holds every accepted row
     wh = Warehouse(wh_dir)

@@ -7,7 +7,7 @@ local Dask cluster pushing every second. ``run.py`` streams a drifted stream at 
 then Prometheus must hold the drift, every query of the shipped Grafana dashboard must return
 data, and a headless Locust run through the gateway must end without a failure.
 
-:func:`tests.fullstack.native_stack` starts the stack; ``docs/render_dashboard.py`` draws
+:func:`harness.fullstack.native_stack` starts the stack; ``docs/render_dashboard.py`` draws
 ``docs/dashboard.png`` with the same helpers.
 """
 
@@ -28,24 +28,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import ROOT
-from tests.fullstack import (
-    DASHBOARD,
-    FEATURE,
-    MODEL,
-    NativeStack,
-    dashboard_queries,
-    evaluate,
-    has_data,
-    native_stack,
-    stream,
-    substitute,
-)
-from tests.servers import ServerHandle, landing_frame, wait_until
+from harness import MODEL, ROOT
+from harness.dashboard import DASHBOARD, FEATURE, dashboard_queries, evaluate, has_data, substitute
+from harness.fullstack import NativeStack, native_stack, stream
+from harness.procs import wait_until
+from harness.servers import ServerHandle, landing_frame
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
-SHIFTED = ("mean radius", "mean texture", "worst area", "mean concavity")  # run.DRIFT_SHIFTS
+# the features serving.dataset.DRIFT_SHIFTS moves
+SHIFTED = ("mean radius", "mean texture", "worst area", "mean concavity")
 STREAM_REQUESTS = 600  # one row each: 6 windows, the last 4 fully drifted
 # Spread over several scrapes, as live traffic is, so every rate() panel has points.
 STREAM_RATE = 150

@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -16,10 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from harness import MODEL, REFERENCE, ROOT
+from harness.landing import holdout_rows, write_landing
+from harness.procs import driftlake_env, free_port, start_process, wait_until
+from harness.servers import parse_metrics
 from ingest import Warehouse
-from tests.conftest import REFERENCE, ROOT, free_port
-from tests.landing import MODEL, holdout_rows, write_landing
-from tests.servers import parse_metrics, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 MAX_AGE = 3.0  # seconds: /healthz's bound in this test
@@ -51,38 +49,27 @@ def analytics_job(tmp_path):
     wh = tmp_path / "wh"
     write_landing(Warehouse(wh), holdout_rows(400, seed=3), per_file=50)
     port = free_port()
-    env = {
-        **os.environ,
-        "DRIFTLAKE_WAREHOUSE": str(wh),
-        "DRIFTLAKE_REFERENCE_PATH": str(REFERENCE),
-        "DRIFTLAKE_WINDOW_SIZE": "100",
-        "DRIFTLAKE_INTERVAL": "0.2",
-        "DRIFTLAKE_N_WORKERS": "1",
-        "DRIFTLAKE_DASHBOARD_ADDRESS": "",
-    }
-    env.pop("DRIFTLAKE_PUSHGATEWAY", None)
-    env.pop("DRIFTLAKE_FAILPOINT", None)
-    log = (tmp_path / "analytics.log").open("wb")
+    env = driftlake_env(
+        warehouse=wh,
+        reference_path=REFERENCE,
+        window_size=100,
+        interval=0.2,
+        n_workers=1,
+        dashboard_address="",
+    )
     flags = [f"--health-address=127.0.0.1:{port}", f"--health-max-age={MAX_AGE}"]
-    proc = subprocess.Popen(
+    job = start_process(
+        "analytics",
         [sys.executable, "-m", "analytics", "run", *flags],
-        cwd=ROOT,
+        tmp_path / "analytics.log",
+        port,
         env=env,
-        start_new_session=True,  # the local cluster's workers die with the session
-        stdout=log,
-        stderr=subprocess.STDOUT,
+        own_session=True,  # the local cluster's workers die with the session
     )
     try:
-        yield wh, f"http://127.0.0.1:{port}", proc
+        yield wh, job.url, job.proc
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            log.close()
+        job.stop()
 
 
 def test_healthz_and_metrics_follow_the_cycles(analytics_job):

@@ -9,10 +9,11 @@ import httpx
 import pytest
 
 from analytics import AnalyticsSettings, Driver, dask_client, read_history
+from harness import MODEL, REFERENCE
+from harness.landing import holdout_rows, write_landing
+from harness.procs import free_port
+from harness.prometheus import pushgateway_running
 from ingest import Warehouse
-from tests.conftest import REFERENCE, free_port
-from tests.landing import MODEL, holdout_rows, write_landing
-from tests.stack import pushgateway_running
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

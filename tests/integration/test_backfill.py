@@ -12,10 +12,10 @@ import polars as pl
 import pytest
 
 from analytics import AnalyticsSettings, Driver, dask_client, read_history
+from harness import MODEL, REFERENCE, ROOT
+from harness.landing import holdout_rows, write_landing
 from ingest import Warehouse
 from ingest.paths import backfill_root
-from tests.conftest import REFERENCE, ROOT
-from tests.landing import MODEL, holdout_rows, write_landing
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

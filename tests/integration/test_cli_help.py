@@ -9,10 +9,10 @@ import pytest
 from pydantic_settings import BaseSettings
 
 from analytics.settings import AnalyticsSettings
+from harness import ROOT
+from harness.settings import field_names
 from ingest.maintain.settings import MaintenanceSettings
 from serving.settings import ServingSettings
-from tests.conftest import ROOT
-from tests.unit.test_settings_cli import field_names
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

@@ -17,6 +17,9 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
+from harness import MODEL, ROOT
+from harness.landing import DAY, holdout_rows, hour_us, write_landing
+from harness.procs import wait_until
 from ingest import FileVanishedError, Warehouse, hold, list_quarantined, mark_sealed
 from ingest.maintain import CompactionPolicy, RetentionPolicy, compact, retain
 from ingest.manifest import view_partition
@@ -29,19 +32,11 @@ from ingest.reader import (
     read_landing,
     scan_landing,
 )
-from tests.conftest import ROOT
-from tests.landing import MODEL, holdout_rows, write_landing
-from tests.servers import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-DAY = datetime(2026, 1, 1, tzinfo=UTC)
 HOUR_US = 3_600_000_000
 TARGET = 10_000  # rows per compacted file: an hour of 12,000 rows becomes 2 files
-
-
-def hour_us(h: int) -> int:
-    return int((DAY + timedelta(hours=h)).timestamp() * 1e6)
 
 
 def fill(wh: Warehouse, hours: range, rows_per_replica: int, per_file: int) -> list[str]:

@@ -11,10 +11,10 @@ import polars as pl
 import pytest
 
 from analytics import AnalyticsSettings, Driver, dask_client, load_checkpoint, read_history
+from harness import MODEL, REFERENCE
+from harness.landing import holdout_rows, write_landing
 from ingest import Warehouse
 from ingest.paths import drift_dir
-from tests.conftest import REFERENCE
-from tests.landing import MODEL, holdout_rows, write_landing
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

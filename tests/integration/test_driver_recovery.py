@@ -2,54 +2,36 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import signal
-import subprocess
-import sys
 
 import polars as pl
 import pytest
 
 from analytics import load_checkpoint, read_history
+from harness import MODEL, REFERENCE
+from harness.landing import holdout_rows, write_landing
+from harness.procs import driftlake_env, run_python
 from ingest import Warehouse
-from tests.conftest import REFERENCE, ROOT
-from tests.landing import MODEL, holdout_rows, write_landing
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 
 def drain(wh, failpoint: str | None = None) -> int:
     """Run ``python -m analytics run --drain`` (2 windows per cycle) and return its code."""
-    env = {
-        **os.environ,
-        "DRIFTLAKE_WAREHOUSE": str(wh),
-        "DRIFTLAKE_REFERENCE_PATH": str(REFERENCE),
-        "DRIFTLAKE_WINDOW_SIZE": "100",
-        "DRIFTLAKE_MAX_WINDOWS_PER_CYCLE": "2",
-        "DRIFTLAKE_N_WORKERS": "1",
-        "DRIFTLAKE_DASHBOARD_ADDRESS": "",
+    settings = {
+        "warehouse": wh,
+        "reference_path": REFERENCE,
+        "window_size": 100,
+        "max_windows_per_cycle": 2,
+        "n_workers": 1,
+        "dashboard_address": "",
     }
-    env.pop("DRIFTLAKE_FAILPOINT", None)
     if failpoint:
-        env["DRIFTLAKE_FAILPOINT"] = failpoint
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "analytics", "run", "--drain"],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        _, err = proc.communicate(timeout=120)
-    finally:
-        # the local cluster's worker processes die with their session
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        settings["failpoint"] = failpoint
+    proc = run_python(["-m", "analytics", "run", "--drain"], env=driftlake_env(**settings))
     if proc.returncode not in (0, -signal.SIGKILL):
-        raise AssertionError(err.decode(errors="replace")[-3000:])
+        raise AssertionError(proc.stderr[-3000:])
     return proc.returncode
 
 

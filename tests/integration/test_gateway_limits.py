@@ -21,15 +21,15 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.conftest import require_binary
-from tests.servers import wait_until
-from tests.stack import NGINX_CONF, Gateway, free_port_on, gateway_running
+from harness.nginx import NGINX_CONF, Gateway, gateway_running
+from harness.procs import free_port_on, require_binary, wait_until
+from harness.stubs import QuietHandler, serving_in_thread
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -68,11 +68,11 @@ class _Replica(ThreadingHTTPServer):
         self.peak: Counter[str] = Counter()  # client address -> most held at once
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _Replica
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.read_body()
         client = self.headers.get("X-Real-IP", "")
         srv = self.server
         with srv.lock:
@@ -82,32 +82,20 @@ class _Handler(BaseHTTPRequestHandler):
             with srv.slots:
                 if client == GREEDY and srv.hold_greedy:
                     srv.release.wait(30)
-                out = json.dumps({"client": client}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
+                self.reply(200, json.dumps({"client": client}).encode())
         finally:
             with srv.lock:
                 srv.held[client] -= 1
 
-    def log_message(self, *args: object) -> None:
-        pass
-
 
 @contextmanager
 def replica(port: int) -> Iterator[_Replica]:
-    server = _Replica(REPLICA, port)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    """The replica on 127.0.0.3:``port``; held requests are released before it stops."""
+    with serving_in_thread(_Replica(REPLICA, port)) as server:
+        try:
+            yield server
+        finally:
+            server.release.set()
 
 
 @pytest.fixture
@@ -224,14 +212,14 @@ def test_a_greedy_client_gets_429_past_its_limit_and_another_client_is_still_ser
     assert Counter(status for rs in held for status, _ in rs) == {200: LIMIT_CONN}
     detail = json.loads(rejected[0][1])["detail"]
     assert "too many requests from your address" in detail and f"{LIMIT_CONN} at once" in detail
-    log = (gw.log.parent / "error.log").read_text()
+    log = (gw.log_path.parent / "error.log").read_text()
     assert 'limiting connections by zone "per_client_conn"' in log
 
 
 def test_thousands_of_idle_connections_from_one_client_leave_room_for_another(gateway):
     gw, _ = gateway
     # more than a worker_connections of 1024 could hold, on every worker
-    idle = 1100 * nginx_workers(gw.process.pid)
+    idle = 1100 * nginx_workers(gw.proc.pid)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     need = idle + 512
     if soft != resource.RLIM_INFINITY and soft < need:
@@ -248,7 +236,10 @@ def test_thousands_of_idle_connections_from_one_client_leave_room_for_another(ga
             status = httpx.get(f"{gw.url}/nginx-status", timeout=3, trust_env=False).text
             active = int(re.search(r"Active connections:\s*(\d+)", status).group(1))
             assert active > idle  # the greedy connections were all held open meanwhile
-        assert "worker_connections are not enough" not in (gw.log.parent / "error.log").read_text()
+        assert (
+            "worker_connections are not enough"
+            not in (gw.log_path.parent / "error.log").read_text()
+        )
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 

@@ -3,39 +3,20 @@ message naming the setting, exit 2, and nothing written or deleted anywhere."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REFERENCE, ROOT, free_port
+from harness import REFERENCE
+from harness.procs import driftlake_env, free_port, run_python
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
 def run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run ``python -m <args>``; its whole process group dies after it, also if it started."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLAKE_")}
-    cmd = [sys.executable, "-m", *args]
-    proc = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        env={**clean, **(env or {})},
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=60)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    return run_python(["-m", *args], env=driftlake_env() | (env or {}), timeout=60)
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

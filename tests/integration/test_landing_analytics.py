@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +19,12 @@ from analytics import (
     AnalyticsSettings,
     Driver,
     build_profile,
-    dask_client,
     load_checkpoint,
     read_history,
 )
 from analytics.backfill import backfill
+from harness import MODEL, REFERENCE
+from harness.landing import DAY, holdout_rows, hour_us, write_landing
 from ingest import ModelSchema, Warehouse, list_quarantined
 from ingest.capture import LandingWriter
 from ingest.maintain import compact
@@ -33,26 +34,10 @@ from ingest.paths import hour_partition
 from ingest.reader import RowSelection, list_landing, read_landing, read_rows, scan_landing
 from ingest.reference import load_reference
 from ingest.schema import FeatureSpec
-from tests.conftest import REFERENCE
-from tests.landing import MODEL, holdout_rows, write_landing
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-DAY = datetime(2026, 1, 1, tzinfo=UTC)
 WINDOW = 100
-
-
-def hour_us(h: float) -> int:
-    return int((DAY + timedelta(hours=h)).timestamp() * 1e6)
-
-
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    settings = AnalyticsSettings(
-        warehouse=str(tmp_path_factory.mktemp("cluster")), n_workers=1, dashboard_address=None
-    )
-    with dask_client(settings) as c:
-        yield c
 
 
 def settings_for(wh: Path, **kw) -> AnalyticsSettings:
@@ -75,7 +60,7 @@ def comparable(history: pl.DataFrame) -> pl.DataFrame:
     return history.drop("computed_at")
 
 
-def test_compaction_between_cycles_changes_no_window(tmp_path, client):
+def test_compaction_between_cycles_changes_no_window(tmp_path, dask_cluster):
     source, live, plain = (Warehouse(tmp_path / n) for n in ("source", "live", "plain"))
 
     def publish(hours: range) -> None:
@@ -94,7 +79,7 @@ def test_compaction_between_cycles_changes_no_window(tmp_path, client):
                     Path(target.uri(f.path)).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(source.uri(f.path), target.uri(f.path))
 
-    drivers = [Driver(settings_for(wh.root), client) for wh in (live, plain)]
+    drivers = [Driver(settings_for(wh.root), dask_cluster) for wh in (live, plain)]
     publish(range(2))
     for d in drivers:
         d.run_cycle(now=hour_us(2) / 1e6 + 5)
@@ -123,8 +108,8 @@ def test_compaction_between_cycles_changes_no_window(tmp_path, client):
 
     # a backfill over the compacted landing zone cuts the same windows as over the original
     profile, config = drivers[0].profile, drivers[0].config
-    a = backfill(client, live, profile, config, window_size=WINDOW, name="a")
-    b = backfill(client, plain, profile, config, window_size=WINDOW, name="b")
+    a = backfill(dask_cluster, live, profile, config, window_size=WINDOW, name="a")
+    b = backfill(dask_cluster, plain, profile, config, window_size=WINDOW, name="b")
     assert a.rows == b.rows == rows and a.windows == b.windows == rows // WINDOW
     assert comparable(read_history(live, MODEL, a.root)).equals(
         comparable(read_history(plain, MODEL, b.root))
@@ -132,7 +117,7 @@ def test_compaction_between_cycles_changes_no_window(tmp_path, client):
     assert list_landing(live, MODEL, since_us=hour_us(0), until_us=hour_us(3))[0].replica is None
 
 
-def test_corrupt_file_is_quarantined_and_the_cycle_completes(tmp_path, client):
+def test_corrupt_file_is_quarantined_and_the_cycle_completes(tmp_path, dask_cluster):
     wh = Warehouse(tmp_path / "wh")
     write_landing(wh, holdout_rows(250), start=DAY + timedelta(minutes=5))
     good = list_landing(wh, MODEL)[0]
@@ -140,7 +125,7 @@ def test_corrupt_file_is_quarantined_and_the_cycle_completes(tmp_path, client):
     bad = f"{good.path.rsplit('/', 1)[0]}/r9-000000000001-deadbeef.parquet"
     Path(wh.uri(bad)).write_bytes(data[: len(data) // 2])  # truncated mid-write
 
-    driver = Driver(settings_for(wh.root), client)
+    driver = Driver(settings_for(wh.root), dask_cluster)
     report = driver.run_cycle(now=hour_us(3) / 1e6)
     assert report.quarantined == (bad,)
     moved = list_quarantined(wh)
@@ -175,7 +160,7 @@ def _versioned_rows(schema: ModelSchema, n: int, start: datetime, float32: bool)
     return pa.table(cols)
 
 
-def test_reading_across_model_versions_keeps_every_feature(tmp_path, client):
+def test_reading_across_model_versions_keeps_every_feature(tmp_path, dask_cluster):
     wh = Warehouse(tmp_path / "wh")
     v1 = ModelSchema("evo", (FeatureSpec("a"), FeatureSpec("b")), version="v1")
     v2 = ModelSchema("evo", (*v1.features, FeatureSpec("c")), version="v2")
@@ -186,7 +171,7 @@ def test_reading_across_model_versions_keeps_every_feature(tmp_path, client):
         writer = LandingWriter(wh, schema, "r1", flush_rows=10**9, flush_interval=3600)
         table = _versioned_rows(schema, 60, start + timedelta(seconds=offset), float32)
         for batch in schema.conform(table).to_batches(max_chunksize=20):
-            writer.append(batch)
+            writer.extend_checked([batch])  # conformed above
             writer.flush()
         writer.close()
     # and one file from an older producer that wrote b as float32
@@ -216,7 +201,9 @@ def test_reading_across_model_versions_keeps_every_feature(tmp_path, client):
     ref.with_columns(target=pl.lit(1.0)).write_parquet(tmp_path / "ref.parquet")
     reference = load_reference(tmp_path / "ref.parquet", "evo")
     settings = settings_for(wh.root, model_name="evo", reference_path=str(tmp_path / "ref.parquet"))
-    driver = Driver(settings, client, profile=build_profile(reference, monitor_prediction=False))
+    driver = Driver(
+        settings, dask_cluster, profile=build_profile(reference, monitor_prediction=False)
+    )
     report = driver.run_cycle(now=hour_us(3) / 1e6)
     assert [w.spec.rows for w in report.windows] == [WINDOW]
     history = read_history(wh, "evo").filter(pl.col("feature") == "c")

@@ -11,13 +11,13 @@ import httpx
 import polars as pl
 import pytest
 
-from tests.servers import (
+from harness.procs import wait_until
+from harness.servers import (
     ServerHandle,
     holdout_features,
     landing_frame,
     model_server,
     request_body,
-    wait_until,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -223,6 +223,9 @@ def test_unwritable_landing_zone_keeps_serving_buffers_retries_and_counts_drops(
         m = wait_until(counted, timeout=10)
         assert m["driftlake_capture_dropped_rows_total"] == 10
         assert m["driftlake_capture_buffer_rows"] == 60
+        # both writers count alike: each of the 100 rows is flushed, buffered or dropped
+        assert m["driftlake_capture_flushed_rows_total"] == 30
+        assert m["driftlake_capture_rows_total"] == 100
         assert "event=flush_failed" in server.logs() and "reason=" in server.logs()
         assert "event=capture_dropping" in server.logs()
         failing = sender.latency[before_failure:]

@@ -11,16 +11,17 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
-from tests.conftest import REFERENCE, ROOT, free_port
+from harness import REFERENCE, ROOT
+from harness.procs import free_port
+from harness.stubs import QuietHandler, serving_in_thread
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -33,11 +34,11 @@ class _Sink(ThreadingHTTPServer):
     bad: list[str]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _Sink
 
     def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        body = self.read_json()
         features = body.get("features", {})
         ok = (
             self.path == "/get-prediction"
@@ -48,27 +49,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.rows.extend(features["data"])
         else:
             self.server.bad.append(json.dumps(body)[:300])
-        self.send_response(200 if ok else 422)
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"{}")
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.reply(200 if ok else 422, b"{}")
 
 
 @pytest.fixture
 def sink() -> Iterator[_Sink]:
     server = _Sink(("127.0.0.1", free_port()), _Handler)
     server.rows, server.bad = [], []
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving_in_thread(server):
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def run_locust(tmp_path: Path, sink: _Sink, **env: str) -> dict[str, str]:

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from contextlib import AbstractContextManager, ExitStack
+from http.server import ThreadingHTTPServer
 
 import httpx
 import pytest
 
-from tests.conftest import require_binary
-from tests.stack import NGINX_CONF, free_port_on, gateway_running
+from harness.nginx import NGINX_CONF, gateway_running
+from harness.procs import free_port_on, require_binary
+from harness.stubs import QuietHandler, serving_in_thread
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -37,12 +37,11 @@ class _Replica(ThreadingHTTPServer):
         self.seen: list[dict[str, str]] = []
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: _Replica
 
     def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        json.loads(body)
+        self.read_json()
         self.server.seen.append(
             {
                 "path": self.path,
@@ -50,28 +49,12 @@ class _Handler(BaseHTTPRequestHandler):
                 "real_ip": self.headers.get("X-Real-IP", ""),
             }
         )
-        out = json.dumps({"replica": self.server.name, "path": self.path}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(out)))
-        self.end_headers()
-        self.wfile.write(out)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.reply(200, json.dumps({"replica": self.server.name, "path": self.path}).encode())
 
 
-@contextmanager
-def replica(host: str, port: int) -> Iterator[_Replica]:
-    server = _Replica(host, port)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+def replica(host: str, port: int) -> AbstractContextManager[_Replica]:
+    """A replica answering on ``host:port`` until the block ends."""
+    return serving_in_thread(_Replica(host, port))
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.servers import ServerHandle, feature_frame, model_server, request_body
+from harness.servers import ServerHandle, feature_frame, model_server, request_body
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -28,8 +28,10 @@ from prometheus_client import (
     push_to_gateway,
 )
 
-from tests.conftest import ROOT, free_port, require_binary
-from tests.stack import prometheus_running, pushgateway_running
+from harness import ROOT
+from harness.procs import free_port, require_binary
+from harness.prometheus import prometheus_running, pushgateway_running
+from harness.stubs import QuietHandler, serving_in_thread
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -139,28 +141,13 @@ def replica_registry() -> tuple[CollectorRegistry, Callable[[], None]]:
 def fake_replica() -> Iterator[str]:
     reg, tick = replica_registry()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             tick()
-            body = generate_latest(reg)
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.reply(200, generate_latest(reg), "text/plain; version=0.0.4")
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
+    with serving_in_thread(ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)) as server:
         yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def push_cycle(gateway: str, cycle: int) -> None:

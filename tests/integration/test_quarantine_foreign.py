@@ -4,22 +4,21 @@ backfills never read them, never fail on them; valid and still-publishing groups
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import signal
-import subprocess
-import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from analytics import AnalyticsSettings, Driver, dask_client, load_checkpoint
+from analytics import AnalyticsSettings, Driver, load_checkpoint
 from analytics.backfill import backfill
+from harness import MODEL, REFERENCE
+from harness.landing import DAY, holdout_rows, hour_us, write_landing
+from harness.procs import driftlake_env, run_python
 from ingest import (
     ConfigError,
     RejectedFile,
@@ -32,30 +31,14 @@ from ingest.maintain import CompactionPolicy, RetentionPolicy, compact, retain
 from ingest.maintain.settings import MaintenanceSettings
 from ingest.paths import hour_partition
 from ingest.reader import landing_files, list_landing, read_landing, scan_landing
-from tests.conftest import REFERENCE, ROOT
-from tests.landing import MODEL, holdout_rows, write_landing
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-DAY = datetime(2026, 1, 1, tzinfo=UTC)
 WINDOW = 100
 PATTERNS = (
     "<replica>-<12-digit seq>-<8 hex>.parquet",
     "compacted-<12 hex>-<4 digits>of<4 digits>.parquet",
 )
-
-
-def hour_us(h: float) -> int:
-    return int((DAY + timedelta(hours=h)).timestamp() * 1e6)
-
-
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    settings = AnalyticsSettings(
-        warehouse=str(tmp_path_factory.mktemp("cluster")), n_workers=1, dashboard_address=None
-    )
-    with dask_client(settings) as c:
-        yield c
 
 
 def settings_for(wh: Warehouse) -> AnalyticsSettings:
@@ -115,7 +98,9 @@ def glob_rows(wh: Warehouse) -> int:
     return pl.scan_parquet(wh.uri("landing") + "/**/*.parquet").select(pl.len()).collect().item()
 
 
-def test_the_job_quarantines_what_is_not_ours_and_tests_every_good_row(tmp_path, client, caplog):
+def test_the_job_quarantines_what_is_not_ours_and_tests_every_good_row(
+    tmp_path, dask_cluster, caplog
+):
     wh = Warehouse(tmp_path / "wh")
     ids = write_landing(wh, holdout_rows(250), start=DAY + timedelta(minutes=5))
     planted = plant_hostile(wh, hour_partition(MODEL, hour_us(0)))
@@ -124,8 +109,10 @@ def test_the_job_quarantines_what_is_not_ours_and_tests_every_good_row(tmp_path,
     assert sorted(read_landing(wh, MODEL)["request_id"]) == sorted(ids)
     assert scan_landing(wh, MODEL).select(pl.len()).collect().item() == 250
     assert len(landing_files(wh, MODEL)) == len(list_landing(wh, MODEL)) == 5
-    driver = Driver(settings_for(wh), client)
-    report = backfill(client, wh, driver.profile, driver.config, window_size=WINDOW, name="b1")
+    driver = Driver(settings_for(wh), dask_cluster)
+    report = backfill(
+        dask_cluster, wh, driver.profile, driver.config, window_size=WINDOW, name="b1"
+    )
     assert report.rows == 250 and sorted(report.unreadable) == sorted(planted)
     assert list_quarantined(wh) == []  # a backfill reads; it moves nothing
 
@@ -144,7 +131,7 @@ def test_the_job_quarantines_what_is_not_ours_and_tests_every_good_row(tmp_path,
     assert load_checkpoint(wh, MODEL).quarantined_total == len(planted)
 
 
-def test_valid_groups_and_groups_still_publishing_are_never_quarantined(tmp_path, client):
+def test_valid_groups_and_groups_still_publishing_are_never_quarantined(tmp_path, dask_cluster):
     wh = Warehouse(tmp_path / "wh")
     ids = []
     for h in range(3):
@@ -166,7 +153,7 @@ def test_valid_groups_and_groups_still_publishing_are_never_quarantined(tmp_path
     data = Path(wh.uri(parts[2][1])).read_bytes()
     Path(wh.uri(parts[2][1])).write_bytes(data[: len(data) // 3])  # hour 2: a part is torn
 
-    cycle = Driver(settings_for(wh), client).run_cycle(now=hour_us(4) / 1e6)
+    cycle = Driver(settings_for(wh), dask_cluster).run_cycle(now=hour_us(4) / 1e6)
     assert cycle.quarantined == (parts[2][1],)
     # hour 0 from its group, hours 1 and 2 from the files their groups would replace: every
     # row once
@@ -221,29 +208,16 @@ def test_drain_completes_beside_a_corrupt_compacted_file(tmp_path):
     wh = Warehouse(tmp_path / "wh")
     write_landing(wh, holdout_rows(250), start=DAY + timedelta(minutes=5))
     planted = plant_hostile(wh, hour_partition(MODEL, hour_us(0)))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLAKE_")}
-    env |= {
-        "DRIFTLAKE_WAREHOUSE": wh.root,
-        "DRIFTLAKE_REFERENCE_PATH": str(REFERENCE),
-        "DRIFTLAKE_WINDOW_SIZE": str(WINDOW),
-        "DRIFTLAKE_MAX_LATENESS": "1",
-        "DRIFTLAKE_N_WORKERS": "1",
-        "DRIFTLAKE_DASHBOARD_ADDRESS": "",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "analytics", "run", "--drain"],
-        cwd=ROOT,
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    env = driftlake_env(
+        warehouse=wh.root,
+        reference_path=REFERENCE,
+        window_size=WINDOW,
+        max_lateness=1,
+        n_workers=1,
+        dashboard_address="",
     )
-    try:
-        _, err = proc.communicate(timeout=120)
-    finally:
-        with contextlib.suppress(ProcessLookupError):  # the local cluster's workers too
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 0, err.decode(errors="replace")[-3000:]
+    proc = run_python(["-m", "analytics", "run", "--drain"], env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
     check_quarantined(wh, planted)
     cp = load_checkpoint(wh, MODEL)
     assert cp.windows_total == 2 and cp.quarantined_total == len(planted)

@@ -15,7 +15,8 @@ import httpx
 import orjson
 import pytest
 
-from tests.servers import (
+from harness.procs import wait_until
+from harness.servers import (
     ServerHandle,
     feature_frame,
     holdout_features,
@@ -23,7 +24,6 @@ from tests.servers import (
     model_server,
     request_body,
     wait_landed,
-    wait_until,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -17,11 +17,8 @@ import pytest
 from pydantic import ValidationError
 from sklearn.tree import DecisionTreeRegressor
 
-from ingest import ConfigError
-from ingest.reference import load_reference
-from serving import ServingSettings, create_app, train_default_model
-from tests.conftest import REFERENCE, ROOT
-from tests.servers import (
+from harness import REFERENCE, ROOT
+from harness.servers import (
     ServerHandle,
     feature_frame,
     holdout_features,
@@ -31,6 +28,9 @@ from tests.servers import (
     send_rows,
     wait_landed,
 )
+from ingest import ConfigError
+from ingest.reference import load_reference
+from serving import ServingSettings, create_app, train_default_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -293,20 +293,11 @@ def test_a_burst_the_moment_the_server_answers_is_captured_whole(tmp_path):
     # must hold what arrives during its first, slow flush (a 50,000-row ring dropped 40,000)
     wh = tmp_path / "wh"
     rows = HOLDOUT.sample(1000, with_replacement=True, seed=0)
-    body = request_body(COLUMNS, rows.rows())
+    burst = pl.concat([rows] * 40)  # each client: 40 requests of the same 1,000 rows
     with model_server(wh, replica="burst-1") as server:
-
-        def send(k: int) -> list[str]:
-            with httpx.Client(timeout=30, trust_env=False) as client:
-                ids = []
-                for _ in range(k):
-                    resp = client.post(f"{server.url}/get-prediction", content=body, headers=JSON)
-                    assert resp.status_code == 200, resp.text[:300]
-                    ids += resp.json()["request_ids"]
-                return ids
-
         with ThreadPoolExecutor(4) as pool:
-            sent = [i for ids in pool.map(send, [40] * 4) for i in ids]
+            clients = [pool.submit(send_rows, server.url, burst, batch_rows=1000) for _ in "abcd"]
+            sent = [i for c in clients for i in c.result().request_ids]
         m = server.metrics()
         assert m["driftlake_capture_dropped_rows_total"] == 0, server.logs()[-2000:]
         assert server.stop() == 0

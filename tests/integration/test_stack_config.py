@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
+from harness import ROOT
+from harness.procs import require_binary
 from ingest.capture import _flusher as flusher
-from tests.conftest import ROOT, require_binary
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

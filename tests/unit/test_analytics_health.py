@@ -7,7 +7,7 @@ from prometheus_client import generate_latest
 
 from analytics.driver import CycleReport
 from analytics.health import Health, default_max_age
-from tests.servers import parse_metrics
+from harness.servers import parse_metrics
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
 

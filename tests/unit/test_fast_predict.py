@@ -10,12 +10,12 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
+from harness import REFERENCE
+from harness.servers import holdout_features
 from ingest import Warehouse
 from ingest.reference import load_reference
 from serving import Predictor, ServingSettings, load_predictor, train_default_model
 from serving.model import LinearScorer
-from tests.conftest import REFERENCE
-from tests.servers import holdout_features
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(120)]
 

@@ -46,7 +46,7 @@ def test_close_publishes_every_row_once_in_hive_layout(tmp_path):
     # straddles an hour boundary, so two partitions are written
     start = datetime(2026, 11, 25, 12, 59, 59, 950_000, tzinfo=UTC)
     for i in range(7):
-        writer.append(batch(20, start + timedelta(milliseconds=20 * i)))
+        writer.extend_checked([batch(20, start + timedelta(milliseconds=20 * i))])
     writer.close()
     stats = writer.stats()
     assert stats.captured_rows == stats.flushed_rows == 140
@@ -74,7 +74,7 @@ def test_close_publishes_every_row_once_in_hive_layout(tmp_path):
 def test_interval_flush_publishes_without_close(tmp_path):
     wh = Warehouse(tmp_path / "wh")
     writer = LandingWriter(wh, SCHEMA, "r1", flush_rows=10_000, flush_interval=0.2).start()
-    writer.append(batch(5, datetime.now(UTC)))
+    writer.extend_checked([batch(5, datetime.now(UTC))])
     deadline = datetime.now() + timedelta(seconds=10)
     while writer.stats().flushed_rows < 5 and datetime.now() < deadline:
         writer._wake.wait(0.05)
@@ -99,7 +99,8 @@ def cached_pages(path: str) -> tuple[int, int]:
 def test_landing_files_leave_the_page_cache_and_other_files_keep_it(tmp_path):
     wh = Warehouse(tmp_path / "wh")
     writer = LandingWriter(wh, SCHEMA, "r1", flush_rows=10**6, flush_interval=60)
-    writer.append(batch(20_000, datetime.now(UTC)))
+    # 20 s of rows inside one hour: one file, whatever the time of day
+    writer.extend_checked([batch(20_000, datetime(2026, 11, 25, 12, tzinfo=UTC))])
     writer.close()
     (landed,) = list_landing(wh, "demo")
     resident, pages = cached_pages(wh.uri(landed.path))
@@ -109,21 +110,10 @@ def test_landing_files_leave_the_page_cache_and_other_files_keep_it(tmp_path):
     assert pages > 10 and resident == pages
 
 
-def test_full_buffer_drops_and_counts(tmp_path):
-    wh = Warehouse(tmp_path / "wh")
-    writer = LandingWriter(wh, SCHEMA, "r1", flush_rows=10_000, max_buffer_rows=30)
-    assert writer.append(batch(20, datetime.now(UTC)))
-    assert not writer.append(batch(20, datetime.now(UTC)))
-    stats = writer.stats()
-    assert (stats.captured_rows, stats.dropped_rows, stats.buffered_rows) == (20, 20, 20)
-    writer.close()
-    assert writer.stats().flushed_rows == 20
-
-
 def test_failed_flush_keeps_rows_and_retries(tmp_path):
     wh = Warehouse(tmp_path / "wh")
     writer = LandingWriter(wh, SCHEMA, "r1", flush_rows=10_000, flush_interval=60)
-    writer.append(batch(10, datetime.now(UTC)))
+    writer.extend_checked([batch(10, datetime.now(UTC))])
     landing = tmp_path / "wh" / "landing"
     landing.write_text("a file where the landing directory should be")
     with pytest.raises(Exception, match="flush of 10 rows failed"):
@@ -139,7 +129,7 @@ def test_a_flush_over_two_hours_that_fails_in_the_second_keeps_only_its_rows(tmp
     writer = LandingWriter(wh, SCHEMA, "r1", flush_rows=10_000, flush_interval=60)
     start = datetime(2026, 11, 25, 12, 59, 59, 990_000, tzinfo=UTC)
     rows = batch(30, start)  # 10 rows in hour 12, 20 in hour 13
-    writer.append(rows)
+    writer.extend_checked([rows])
     blocker = tmp_path / "wh" / "landing" / "model=demo" / "date=2026-11-25" / "hour=13"
     blocker.parent.mkdir(parents=True)
     blocker.write_text("a file where the hour's directory should be")
@@ -161,7 +151,7 @@ def test_batches_of_many_requests_are_cut_at_the_buffer_bound(tmp_path):
     first, second = batch(20, datetime.now(UTC)), batch(20, datetime.now(UTC))
     writer.extend_checked([first, second])
     s = writer.stats()
-    assert (s.captured_rows, s.buffered_rows, s.dropped_rows) == (25, 25, 15)
+    assert (s.captured_rows, s.buffered_rows, s.dropped_rows) == (40, 25, 15)
     assert writer.flush() == 25
     kept = pl.concat([read_keys(wh, f.path) for f in list_landing(wh, "demo")])
     expected = first["request_id"].to_pylist() + second["request_id"].to_pylist()[:5]

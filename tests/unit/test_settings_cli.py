@@ -6,10 +6,10 @@ import contextlib
 import io
 
 import pytest
-from pydantic_settings import BaseSettings
 
 from analytics.__main__ import parse_settings
 from analytics.settings import AnalyticsSettings
+from harness.settings import field_names
 from ingest.maintain.__main__ import main as ingest_main
 from ingest.maintain.__main__ import parse_args as ingest_args
 from ingest.maintain.settings import MaintenanceSettings
@@ -19,18 +19,6 @@ from serving.__main__ import parse_args as serving_args
 from serving.settings import ServingSettings
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
-
-
-def field_names(cls: type[BaseSettings]) -> set[str]:
-    """Every field of ``cls``, a nested settings class's fields in its place (as env has)."""
-    names: set[str] = set()
-    for name, field in cls.model_fields.items():
-        kind = field.annotation
-        if isinstance(kind, type) and issubclass(kind, BaseSettings):
-            names |= field_names(kind)
-        else:
-            names.add(name)
-    return names
 
 
 def help_of(parse, argv: list[str]) -> str:

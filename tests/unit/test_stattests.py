@@ -11,28 +11,25 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from analytics import AnalyticsSettings, DetectConfig, WindowSpec
+from analytics import AnalyticsSettings, DetectConfig
 from analytics import stattests as registry
 from analytics.detect import run_window
 from analytics.ks import KSReference
 from analytics.profile import load_profile
 from analytics.stattests import StatTest, StatTestResult
-from analytics.windows import plan_windows
+from harness.landing import land, landing_batch, only_window
 from ingest import Warehouse
-from ingest.capture import LandingWriter
 from ingest.errors import ConfigError
-from ingest.reader import list_landing, read_keys
 from ingest.reference import load_reference
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
@@ -106,37 +103,15 @@ def window(tmp_path_factory) -> dict[str, Any]:
     }
     schema = load_reference(ref_path, "shop").schema
     wh = Warehouse(tmp / "wh")
-    writer = LandingWriter(wh, schema, "r1", flush_rows=10**9, flush_interval=3600)
+    features = {k: v for k, v in rows.items() if k != "prediction"}
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    ts = [start + timedelta(milliseconds=i) for i in range(ROWS)]
-    writer.append(
-        pa.RecordBatch.from_arrays(
-            [
-                pa.array(ts, pa.timestamp("us", "UTC")),
-                pa.array([f"{i:06d}" for i in range(ROWS)]),
-                pa.array(["r1"] * ROWS),
-                pa.array(["v1"] * ROWS),
-                pa.array(rows["amount"]),
-                pa.array(rows["income"]),
-                pa.array(rows["channel"]),
-                pa.array(prediction),
-                pa.array(np.full(ROWS, 0.5)),
-            ],
-            schema=schema.arrow_schema(),
-        )
-    )
-    writer.close()
-    (f,) = list_landing(wh, "shop")
-    keys = read_keys(wh, f.path).with_columns(pl.lit(f.path).alias("file"))
-    (plan,), _ = plan_windows(
-        keys.select("file", "row", "ts", "request_id", "replica"), 2**62, ROWS, 0, None
-    )
+    land(wh, schema, landing_batch(schema, features, start=start, prediction=prediction))
     settings_ = AnalyticsSettings(warehouse=str(wh.root), reference_path=str(ref_path))
     settings_ = settings_.model_copy(update={"model_name": "shop"})
     reference = reference.with_columns(prediction=pl.col("target").cast(pl.Float64))
     return {
         "warehouse": wh,
-        "spec": WindowSpec.from_plan("shop", plan),
+        "spec": only_window(wh, "shop"),
         "profile": load_profile(settings_),
         "reference": reference,
         "rows": rows,

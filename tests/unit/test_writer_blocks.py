@@ -1,4 +1,4 @@
-"""append_block lands exactly the rows append lands for the same requests, once each."""
+"""append_block lands exactly each request's rows, once each."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import pytest
 from ingest import SchemaError, Warehouse, schema_from_columns
 from ingest.capture import LandingWriter
 from ingest.reader import list_landing
-from serving import CaptureBatchBuilder
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
 
@@ -43,21 +42,35 @@ def landed(wh: Warehouse) -> pa.Table:
     return pa.concat_tables(tables).sort_by("request_id")
 
 
-def write_with_append(wh: Warehouse, reqs: list[tuple]) -> LandingWriter:
+def request_batch(ts_us, prefix, x, prediction, score, version) -> pa.RecordBatch:
+    """The oracle: one request's landing rows, built column by column, apart from the block
+    code (row ``i`` has request id ``<prefix>-<i>``)."""
+    n = x.shape[0]
+    return pa.RecordBatch.from_arrays(
+        [
+            pa.array([ts_us] * n, pa.timestamp("us", tz="UTC")),
+            pa.array([f"{prefix}-{i}" for i in range(n)], pa.string()),
+            pa.array(["r1"] * n, pa.string()),
+            pa.array([version] * n, pa.string()),
+            *(pa.array(np.asarray(x, np.float64)[:, j]) for j in range(x.shape[1])),
+            pa.array(np.asarray(prediction, np.float64)),
+            pa.nulls(n, pa.float64()) if score is None else pa.array(score, pa.float64()),
+        ],
+        schema=SCHEMA.arrow_schema(),
+    )
+
+
+def write_as_batches(wh: Warehouse, reqs: list[tuple]) -> LandingWriter:
+    """Land ``reqs`` as the oracle's record batches (the path a flusher's batches take)."""
     writer = LandingWriter(wh, SCHEMA, "r1", flush_rows=10**6, flush_interval=3600)
-    for ts, prefix, x, pred, score, version in reqs:
-        builder = CaptureBatchBuilder(
-            SCHEMA, FEATURES, replica="r1", model_version=version, max_rows=64
-        )
-        ids = [f"{prefix}-{i}" for i in range(x.shape[0])]
-        assert writer.append(builder.build(ts, ids, x, pred, score))
+    writer.extend_checked([request_batch(*r) for r in reqs])
     return writer
 
 
 @pytest.mark.parametrize("n", [40, 1200], ids=["one-batch", "several-batches"])
-def test_append_block_lands_exactly_what_append_lands(tmp_path, n):
+def test_append_block_lands_exactly_the_rows_of_each_request(tmp_path, n):
     reqs = requests(n=n)
-    by_batch = write_with_append(Warehouse(tmp_path / "batch"), reqs)
+    by_batch = write_as_batches(Warehouse(tmp_path / "batch"), reqs)
     by_batch.close()
     wh = Warehouse(tmp_path / "block")
     writer = LandingWriter(wh, SCHEMA, "r1", flush_rows=10**6, flush_interval=3600)
@@ -78,11 +91,14 @@ def test_append_block_lands_exactly_what_append_lands(tmp_path, n):
 def test_blocks_and_batches_interleaved_keep_every_row_once(tmp_path):
     reqs = requests(seed=1)
     wh = Warehouse(tmp_path / "wh")
-    writer = write_with_append(wh, reqs[::2])  # every other request as a record batch
-    for ts, prefix, x, pred, score, version in reqs[1::2]:
-        assert writer.append_block(ts, prefix, x, pred, score, version)
+    writer = LandingWriter(wh, SCHEMA, "r1", flush_rows=10**6, flush_interval=3600)
+    for k, (ts, prefix, x, pred, score, version) in enumerate(reqs):
+        if k % 2:  # every other request as a record batch, as a flusher hands them over
+            writer.extend_checked([request_batch(ts, prefix, x, pred, score, version)])
+        else:
+            assert writer.append_block(ts, prefix, x, pred, score, version)
     writer.close()
-    every = write_with_append(Warehouse(tmp_path / "all"), reqs)
+    every = write_as_batches(Warehouse(tmp_path / "all"), reqs)
     every.close()
     assert landed(wh).equals(landed(Warehouse(tmp_path / "all")))
 
@@ -113,9 +129,12 @@ def test_full_buffer_drops_blocks_and_counts_rows(tmp_path):
     assert writer.append_block(START_US, "a", x, np.zeros(20), None, "v1")
     assert not writer.append_block(START_US, "b", x, np.zeros(20), None, "v1")
     s = writer.stats()
-    assert (s.captured_rows, s.dropped_rows, s.buffered_rows) == (20, 20, 20)
+    # captured counts every row handed over, kept or dropped, as the process writer does
+    assert (s.captured_rows, s.dropped_rows, s.buffered_rows) == (40, 20, 20)
     writer.close()
-    assert writer.stats().flushed_rows == 20
+    s = writer.stats()
+    assert s.flushed_rows == 20
+    assert s.captured_rows == s.flushed_rows + s.dropped_rows + s.buffered_rows
 
 
 @pytest.mark.parametrize(
@@ -137,8 +156,8 @@ def test_mismatched_block_is_refused_at_append_not_at_flush(tmp_path, x, predict
     assert writer.stats().flushed_rows == 2
 
 
-def test_categorical_schema_needs_append(tmp_path):
+def test_categorical_schema_is_refused_as_blocks(tmp_path):
     schema = schema_from_columns("demo", ["a", "colour"], categorical=["colour"])
     writer = LandingWriter(Warehouse(tmp_path / "wh"), schema, "r1")
-    with pytest.raises(SchemaError, match="Categorical schemas use append"):
+    with pytest.raises(SchemaError, match="cannot be captured as blocks"):
         writer.append_block(START_US, "a", np.zeros((1, 2)), np.zeros(1), None, "v1")

@@ -1,4 +1,4 @@
-"""Start and stop real model-server replicas (``python -m serving``) for integration tests.
+"""Start and stop real model-server replicas (``python -m serving``) and send them rows.
 
 Example
 -------
@@ -10,12 +10,8 @@ Example
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,39 +22,20 @@ import orjson
 import polars as pl
 from prometheus_client.parser import text_string_to_metric_families
 
+from harness import MODEL, REFERENCE
+from harness.procs import Process, driftlake_env, free_port, start_ready, wait_until
 from serving.dataset import LABEL as DATA_LABEL
 from serving.dataset import split_breast_cancer
-from tests.conftest import REFERENCE, ROOT, free_port
 
-MODEL = "breast_cancer"
 LABEL = "target"
 
 
 @dataclass
-class ServerHandle:
-    """A running model server: where it listens, its process, and its log file."""
+class ServerHandle(Process):
+    """A running model server: its process and log (see :class:`Process`), replica, warehouse."""
 
-    url: str
-    proc: subprocess.Popen[bytes]
-    port: int
-    replica: str
-    warehouse: Path
-    log_path: Path
-
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM (graceful: in-flight requests finish, the buffer is published), then kill."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
-
-    def logs(self) -> str:
-        """Return what the server has logged so far (stdout and stderr)."""
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+    replica: str = field(kw_only=True)
+    warehouse: Path = field(kw_only=True)
 
     def metrics(self) -> dict[str, float]:
         """Scrape ``/metrics``; keys are ``name{label="v",...}`` as in the exposition."""
@@ -103,9 +80,6 @@ def model_server(
     warehouse = Path(warehouse)
     warehouse.mkdir(parents=True, exist_ok=True)
     log_path = (log_dir or warehouse.parent) / f"server-{replica}-{port}.log"
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLAKE_")}
-    child_env.update({f"DRIFTLAKE_{k.upper()}": str(v) for k, v in env.items()})
-    child_env["PYTHONUNBUFFERED"] = "1"
     cmd = [
         sys.executable,
         "-m",
@@ -122,47 +96,17 @@ def model_server(
         replica,
         *args,
     ]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=child_env, stdout=log, stderr=subprocess.STDOUT)
-    handle = ServerHandle(f"http://127.0.0.1:{port}", proc, port, replica, warehouse, log_path)
+    child_env = driftlake_env(**env) | {"PYTHONUNBUFFERED": "1"}
+    started = start_ready(
+        f"model server {replica}", cmd, log_path, port, env=child_env, timeout=startup_timeout
+    )
+    handle = ServerHandle(
+        started.name, port, started.proc, log_path, replica=replica, warehouse=warehouse
+    )
     try:
-        _wait_healthy(handle, startup_timeout)
         yield handle
     finally:
         handle.stop()
-
-
-def _wait_healthy(handle: ServerHandle, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if handle.proc.poll() is not None:
-            raise RuntimeError(
-                f"model server {handle.replica} exited with {handle.proc.returncode} before "
-                f"answering /healthz; its log:\n{handle.logs()[-4000:]}"
-            )
-        try:
-            if httpx.get(f"{handle.url}/healthz", timeout=1.0, trust_env=False).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass  # not listening yet
-        if time.monotonic() > deadline:
-            raise RuntimeError(
-                f"model server {handle.replica} did not answer /healthz within {timeout}s; "
-                f"its log:\n{handle.logs()[-4000:]}"
-            )
-        time.sleep(0.05)
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
-    """Poll ``condition`` until it returns something truthy (returned), or fail at ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {condition}")
-        time.sleep(interval)
 
 
 def feature_frame(path: Path = REFERENCE, label: str = LABEL) -> pl.DataFrame:

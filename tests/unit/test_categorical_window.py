@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 import pytest
 from scipy.stats import chi2_contingency
 
-from analytics import AnalyticsSettings, DetectConfig, WindowSpec
+from analytics import AnalyticsSettings, DetectConfig
 from analytics.detect import run_window
 from analytics.profile import load_profile
-from analytics.windows import plan_windows
+from harness.landing import land, landing_batch, only_window
 from ingest import Warehouse
-from ingest.capture import LandingWriter
-from ingest.reader import list_landing, read_keys
 from ingest.reference import load_reference
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
 
 
 def test_categorical_feature_is_tested_with_chi_squared_and_unseen_categories_reported(
@@ -49,35 +45,10 @@ def test_categorical_feature_is_tested_with_chi_squared_and_unseen_categories_re
     channel = rng.choice(["web", "app", "store", "kiosk"], n, p=[0.3, 0.3, 0.2, 0.2])
     store = rng.integers(0, 3, n).astype(float).astype(str)
     wh = Warehouse(tmp_path / "wh")
-    writer = LandingWriter(wh, schema, "r1", flush_rows=10**9, flush_interval=3600)
+    features = {"amount": rng.normal(size=n), "channel": channel, "store_id": store}
     start = datetime.now(UTC) - timedelta(minutes=1)
-    writer.append(
-        pa.RecordBatch.from_arrays(
-            [
-                pa.array(
-                    [start + timedelta(milliseconds=i) for i in range(n)], pa.timestamp("us", "UTC")
-                ),
-                pa.array([uuid.uuid4().hex for _ in range(n)]),
-                pa.array(["r1"] * n),
-                pa.array(["v1"] * n),
-                pa.array(rng.normal(size=n)),
-                pa.array(channel),
-                pa.array(store),
-                pa.array(np.ones(n)),
-                pa.array(np.full(n, 0.5)),
-            ],
-            schema=schema.arrow_schema(),
-        )
-    )
-    writer.close()
-    (f,) = list_landing(wh, "shop")
-    keys = read_keys(wh, f.path).with_columns(pl.lit(f.path).alias("file"))
-    (plan,), _ = plan_windows(
-        keys.select("file", "row", "ts", "request_id", "replica"), 2**62, n, 0, None
-    )
-    result = run_window(
-        wh, WindowSpec.from_plan("shop", plan), load_profile(settings), DetectConfig()
-    )
+    land(wh, schema, landing_batch(schema, features, start=start))
+    result = run_window(wh, only_window(wh, "shop"), load_profile(settings), DetectConfig())
 
     history = pl.read_parquet(wh.uri(result.history_path))
     by_feature = {r["feature"]: r for r in history.iter_rows(named=True)}

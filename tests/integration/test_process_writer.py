@@ -9,22 +9,23 @@ import resource
 import signal
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from harness.procs import wait_until
 from ingest import LandingError, SchemaError, Warehouse
 from ingest.capture import LandingWriter, ProcessLandingWriter, process_writer_supported
 from ingest.capture import _flusher as flusher
-from ingest.capture import _spool as sp
+from ingest.capture import _spool_layout as slot
 from ingest.capture._blocks import run_to_batch
-from ingest.capture.process_writer import may_raise_flusher
-from serving import CaptureBatchBuilder
-from tests.servers import wait_until
-from tests.unit.test_writer_blocks import FEATURES, SCHEMA, landed, requests, write_with_append
+from ingest.capture._spool import REWIND_AT, Spool
+from ingest.capture._supervisor import may_raise_flusher
+from tests.unit.test_writer_blocks import FEATURES, SCHEMA, landed, requests, write_as_batches
 
 pytestmark = [
-    pytest.mark.unit,
+    pytest.mark.integration,  # each writer here starts its flusher, a child process
     pytest.mark.timeout(120),
     pytest.mark.skipif(not process_writer_supported(), reason="needs x86-64 Linux (memfd)"),
 ]
@@ -42,19 +43,12 @@ def ingest_writer(wh: Warehouse, **kw) -> LandingWriter:
 
 def test_lands_exactly_what_the_thread_writer_lands(tmp_path):
     reqs = requests(n=400)
-    reference = write_with_append(Warehouse(tmp_path / "thread"), reqs)
+    reference = write_as_batches(Warehouse(tmp_path / "thread"), reqs)
     reference.close()
     wh = Warehouse(tmp_path / "process")
     writer = process_writer(wh).start()
-    for i, (ts, prefix, x, pred, score, version) in enumerate(reqs):
-        if i % 5 == 0:  # some as record batches, as categorical schemas send them
-            builder = CaptureBatchBuilder(
-                SCHEMA, FEATURES, replica="r1", model_version=version, max_rows=64
-            )
-            ids = [f"{prefix}-{j}" for j in range(x.shape[0])]
-            assert writer.append(builder.build(ts, ids, x, pred, score))
-        else:
-            assert writer.append_block(ts, prefix, x, pred, score, version)
+    for ts, prefix, x, pred, score, version in reqs:
+        assert writer.append_block(ts, prefix, x, pred, score, version)
     n = sum(len(r[2]) for r in reqs)
     assert writer.flush() == n
     s = writer.stats()
@@ -72,7 +66,7 @@ def test_any_array_layout_dtype_and_id_length_lands_as_float64_values(tmp_path):
         (ts, (prefix * 4)[: 1 + k % 100], x, pred, score, version)
         for k, (ts, prefix, x, pred, score, version) in enumerate(requests(seed=5, n=300))
     ]
-    reference = write_with_append(Warehouse(tmp_path / "thread"), reqs)
+    reference = write_as_batches(Warehouse(tmp_path / "thread"), reqs)
     reference.close()
     wh = Warehouse(tmp_path / "process")
     writer = process_writer(wh).start()
@@ -92,7 +86,8 @@ def test_any_array_layout_dtype_and_id_length_lands_as_float64_values(tmp_path):
 
 def test_runs_of_alike_requests_land_exactly_what_the_thread_writer_lands(tmp_path):
     # the flusher reads the headers of same-shaped records at once: runs of one-row
-    # requests, broken by other shapes, around a ring that wraps every ~250 requests
+    # requests, broken by other shapes (rows, version, score, id length), around a ring
+    # that wraps every ~250 requests
     rng = np.random.default_rng(11)
     reqs = []
     for k in range(3000):
@@ -101,20 +96,13 @@ def test_runs_of_alike_requests_land_exactly_what_the_thread_writer_lands(tmp_pa
         score = None if k % 89 == 3 else rng.random(rows)
         x = rng.normal(size=(rows, len(FEATURES)))
         pred = rng.integers(0, 2, rows).astype(np.float64)
-        reqs.append((10**15 + k, f"{k:032x}", x, pred, score, version))
-    reference = write_with_append(Warehouse(tmp_path / "thread"), reqs)
+        prefix = f"{k:040x}" if k % 500 == 250 else f"{k:032x}"
+        reqs.append((10**15 + k, prefix, x, pred, score, version))
+    reference = write_as_batches(Warehouse(tmp_path / "thread"), reqs)
     reference.close()
     wh = Warehouse(tmp_path / "process")
     writer = process_writer(wh, spool_rows=100).start()
-    for k, (ts, prefix, x, pred, score, version) in enumerate(reqs):
-        if k % 500 == 250:  # an Arrow record in between
-            builder = CaptureBatchBuilder(
-                SCHEMA, FEATURES, replica="r1", model_version=version, max_rows=64
-            )
-            ids = [f"{prefix}-{j}" for j in range(x.shape[0])]
-            while not writer.append(builder.build(ts, ids, x, pred, score)):
-                pass
-            continue
+    for ts, prefix, x, pred, score, version in reqs:
         while not writer.append_block(ts, prefix, x, pred, score, version):
             pass  # full: the flusher empties it within a few ms
     writer.close()
@@ -143,38 +131,38 @@ def test_a_small_ring_wraps_many_times_and_keeps_every_row_once(tmp_path):
 
 def test_a_new_ring_is_in_memory_before_its_first_lap():
     # its pages are allocated and mapped at creation: the request path never faults them in
-    ring = sp.Spool.create(8 << 20)
+    ring = Spool.create(8 << 20)
     x, pred = np.ones((32, 30)), np.ones(32)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     while ring.put_block(1, "r", x, pred, None, "v1"):
         pass  # never taken: one whole lap, up to full
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-    assert ring.get(sp.WRITE_POS) > ring.capacity - 10_000
+    assert ring.get(slot.WRITE_POS) > ring.capacity - 10_000
     assert faults < ring.capacity // mmap.PAGESIZE // 20, faults  # 2,048 pages
     ring.close()
 
 
 def test_an_emptied_ring_starts_again_at_its_front_and_the_consumer_follows():
-    ring = sp.Spool.create(3 * sp.REWIND_AT)
+    ring = Spool.create(3 * REWIND_AT)
     x, pred = np.arange(32 * 3, dtype=float).reshape(32, 3), np.ones(32)
     ids = []
-    while ring.get(sp.WRITE_POS) < sp.REWIND_AT:
+    while ring.get(slot.WRITE_POS) < REWIND_AT:
         ids.append(f"r{len(ids)}")
         assert ring.put_block(1, ids[-1], x, pred, None, "v1")
-    record = ring.get(sp.WRITE_POS) // len(ids)
+    record = ring.get(slot.WRITE_POS) // len(ids)
     taken = ring.take(3)
     assert ring.used() == 0
     assert ring.put_block(2, "next", x + 1, pred, None, "v1")
     # at the front, not where the last lap left off; the skipped bytes are not "written"
-    assert ring.get(sp.WRITE_POS) % ring.capacity == record
-    assert ring.get(sp.SKIPPED) == ring.capacity - len(ids) * record
+    assert ring.get(slot.WRITE_POS) % ring.capacity == record
+    assert ring.get(slot.SKIPPED) == ring.capacity - len(ids) * record
     assert ring.written() == (len(ids) + 1) * record
     assert ring.used() == record
     (after,) = ring.take(3)
     taken_ids = [i for run in taken for i in run.prefixes.to_pylist()]
     assert taken_ids == ids and after.prefixes.to_pylist() == ["next"]
     np.testing.assert_array_equal(after.features, x + 1)
-    assert ring.used() == 0 and ring.get(sp.READ_POS) == ring.get(sp.WRITE_POS)
+    assert ring.used() == 0 and ring.get(slot.READ_POS) == ring.get(slot.WRITE_POS)
     ring.close()
 
 
@@ -192,7 +180,7 @@ def test_a_ring_emptied_many_times_over_keeps_every_row_once(tmp_path):
         if i % 150 == 0:  # a pause in the traffic: the flusher empties the ring
             wait_until(lambda: writer._ring.used() == 0, timeout=10)
     writer.close()
-    assert writer._ring.get(sp.SKIPPED) > writer._ring.capacity  # several skips
+    assert writer._ring.get(slot.SKIPPED) > writer._ring.capacity  # several skips
     assert sorted(landed(wh)["request_id"].to_pylist()) == sorted(accepted)
 
 
@@ -217,15 +205,15 @@ def test_a_killed_flusher_is_restarted_and_its_lost_rows_counted(tmp_path):
         assert writer.append_block(1_000_000 * i, f"a{i}", x, np.ones(4), None, "v1")
     # the flusher takes the 40 rows into its own buffer (flush_rows is far away); rows
     # still in the ring would survive it (the next flusher takes them)
-    wait_until(lambda: writer._ring.get(sp.TAKEN) == 40, timeout=30)
-    first = writer._proc.pid
+    wait_until(lambda: writer._ring.get(slot.TAKEN) == 40, timeout=30)
+    first = writer._flusher.proc.pid
     os.kill(first, signal.SIGKILL)
-    writer._proc.wait(10)
+    writer._flusher.proc.wait(10)
     writer.flush()  # notices the death, restarts, and publishes what came after
     for i in range(5):
         assert writer.append_block(1_000_000 * i, f"b{i}", x, np.ones(4), None, "v1")
     assert writer.flush() == 20
-    assert writer._proc.pid != first
+    assert writer._flusher.proc.pid != first
     s = writer.stats()
     assert (s.captured_rows, s.flushed_rows, s.dropped_rows, s.buffered_rows) == (60, 20, 40, 0)
     writer.close()
@@ -239,7 +227,10 @@ def test_start_returns_once_the_flusher_takes_rows_and_fails_if_it_cannot_start(
 ):
     # a server serves as soon as start() returns: its flusher must be up by then
     writer = process_writer(Warehouse(tmp_path / "wh")).start()
-    assert writer._ring.get(sp.READY) == writer._proc.pid
+    pid = writer._flusher.proc.pid
+    assert writer._ring.get(slot.READY) == pid
+    # it runs from the project root, where ``python -m ingest...`` resolves uninstalled
+    assert Path(os.readlink(f"/proc/{pid}/cwd")) == Path(__file__).resolve().parents[2]
     writer.close()
     broken = process_writer(Warehouse(tmp_path / "broken"))
     monkeypatch.setattr(sys, "executable", "/bin/false")  # a flusher that exits at once
@@ -275,9 +266,9 @@ def test_the_flusher_is_woken_once_the_ring_is_a_quarter_full(tmp_path):
     x = np.ones((1, len(FEATURES)))
     while 4 * writer._ring.used() <= writer._ring.capacity:
         with pytest.raises(BlockingIOError):  # nothing written to it yet
-            os.eventfd_read(writer._wake)
+            os.eventfd_read(writer._flusher.wake_fd)
         assert writer.append_block(1, "r", x, np.ones(1), None, "v1")
-    assert os.eventfd_read(writer._wake) == 1
+    assert os.eventfd_read(writer._flusher.wake_fd) == 1
     writer.close()
     assert writer.stats().flushed_rows == writer.stats().captured_rows
     # appends after close reach the quarter mark again without writing to a closed fd
@@ -310,7 +301,7 @@ def test_rows_are_due_flush_interval_after_they_were_accepted_not_after_they_wer
     # the flusher's pause and flush work from the requests' own timestamps: a row that
     # waited in the spool is not held a full FLUSH_INTERVAL more once taken
     writer = ingest_writer(Warehouse(tmp_path / "wh"), flush_interval=2.0)
-    ring = sp.Spool.create(1 << 16)
+    ring = Spool.create(1 << 16)
     looked = time.monotonic() - 10  # the flusher's last take, long before these rows
     assert ring.first_ts() is None
     assert flusher._due_in(ring, writer, 0.0, looked) == flusher.POLL  # nothing anywhere
@@ -372,7 +363,7 @@ def test_a_ring_at_its_limit_logs_dropping_once_and_recovers_once_drained(tmp_pa
 def test_an_idle_flusher_is_raised_when_the_spool_fills_and_idles_again_once_drained(tmp_path):
     wh = Warehouse(tmp_path / "wh")
     writer = process_writer(wh, spool_rows=200).start()
-    pid = writer._proc.pid
+    pid = writer._flusher.proc.pid
     wait_until(lambda: os.sched_getscheduler(pid) == os.SCHED_IDLE)
     os.kill(pid, signal.SIGSTOP)  # a flusher that gets no CPU, as on a saturated core
     try:
