@@ -163,10 +163,11 @@ def create_app(settings: ServingSettings) -> FastAPI:
 
 def _predict(service: Service, x: Any) -> Response:
     out = service.predictor.predict(x)
-    if not _finite(out):
+    finite = _finite_rows(out)
+    if not finite.all():
         # finite inputs far outside the training range can overflow the model (a logit of
         # inf - inf); JSON has no NaN, and a NaN in the landing zone would poison its drift
-        return _errors(422, _unanswerable_rows(out))
+        return _errors(422, _unanswerable_rows(finite))
     ts_us = time.time_ns() // 1000  # same clock as datetime.now(UTC), one stamp per request
     prefix = f"{_ids.getrandbits(128):032x}"
     ids = [f"{prefix}-{i}" for i in range(x.shape[0])]
@@ -181,23 +182,22 @@ def _predict(service: Service, x: Any) -> Response:
     return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type=JSON)
 
 
-def _finite(out: Prediction) -> bool:
-    return bool(np.isfinite(out.values).all()) and (
-        out.score is None or bool(np.isfinite(out.score).all())
-    )
-
-
-def _unanswerable_rows(out: Prediction) -> list[dict[str, Any]]:
+def _finite_rows(out: Prediction) -> np.ndarray:
+    """True for each row whose landed prediction (and score) is a finite number."""
     ok = np.isfinite(out.values)
     if out.score is not None:
         ok &= np.isfinite(out.score)
+    return ok
+
+
+def _unanswerable_rows(finite: np.ndarray) -> list[dict[str, Any]]:
     msg = (
         "the model's output for this row is not a finite number: its values are too far "
         "outside the range the model was trained on"
     )
     errors = [
         {"loc": ["body", "features", "data", int(i)], "msg": msg, "type": "model_output"}
-        for i in np.flatnonzero(~ok)
+        for i in np.flatnonzero(~finite)
     ]
     return InvalidRequest(errors).errors  # capped like every 422
 

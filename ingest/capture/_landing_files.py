@@ -19,6 +19,12 @@ from ingest.storage import Warehouse
 CODECS = ("none", "zstd", "snappy", "lz4")
 
 
+def check_codec(compression: str) -> None:
+    """Raise ValueError unless ``compression`` is one of :data:`CODECS`."""
+    if compression not in CODECS:
+        raise ValueError(f"compression must be one of {CODECS}, not {compression!r}")
+
+
 class LandingFiles:
     """Builds and publishes the landing files of one replica's writer.
 
@@ -31,8 +37,7 @@ class LandingFiles:
     def __init__(
         self, warehouse: Warehouse, schema: ModelSchema, replica: str, compression: str
     ) -> None:
-        if compression not in CODECS:
-            raise ValueError(f"compression must be one of {CODECS}, not {compression!r}")
+        check_codec(compression)
         self.warehouse = warehouse
         self.schema = schema
         self.arrow_schema = schema.arrow_schema()

@@ -25,10 +25,10 @@ import numpy as np
 from ingest import paths
 from ingest.capture import _spool_layout as slot
 from ingest.capture._blocks import check_block
+from ingest.capture._landing_files import check_codec
 from ingest.capture._spool import Spool
 from ingest.capture._supervisor import FlusherProcess
 from ingest.capture.sink import WriterStats
-from ingest.capture.thread_writer import CODECS
 from ingest.errors import LandingError
 from ingest.schema import ModelSchema
 from ingest.storage import Warehouse
@@ -83,8 +83,7 @@ class ProcessLandingWriter:
         compression: str = "none",
         spool_rows: int = 200_000,
     ) -> None:
-        if compression not in CODECS:
-            raise ValueError(f"compression must be one of {CODECS}, not {compression!r}")
+        check_codec(compression)  # here, not in the flusher: a bad codec fails the start
         self.warehouse = warehouse
         self.schema = schema
         self.arrow_schema = schema.arrow_schema()
