@@ -35,6 +35,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from analytics import AnalyticsSettings, CycleReport, Driver, dask_client, read_history
+from ingest import ConfigError, Warehouse
 from serving.dataset import DemoStream
 
 ROOT = Path(__file__).resolve().parent
@@ -77,7 +78,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--drift-start", type=float, default=0.25, help="share of the stream before drift"
     )
     p.add_argument("--window-size", type=int, default=200, help="embedded: rows per window")
-    p.add_argument("--warehouse", default=None, help="embedded: warehouse root")
+    p.add_argument(
+        "--warehouse",
+        default=None,
+        help="embedded: warehouse root, a path or s3://bucket/prefix (AWS_* from the "
+        "environment); default warehouse/runs/<time>/",
+    )
     p.add_argument(
         "--dask-dashboard",
         type=parse_dashboard,
@@ -111,15 +117,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def model_server(warehouse: Path, port: int, flush_interval: float):
+def model_server(warehouse: str, run_dir: Path, port: int, flush_interval: float):
     """Run ``python -m serving`` on a loopback port until the block ends (SIGTERM flushes)."""
-    log = open(warehouse / "model-server.log", "ab")  # noqa: SIM115 - closed below
+    log = open(run_dir / "model-server.log", "ab")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [
             sys.executable, "-m", "serving",
             "--host", "127.0.0.1",
             "--port", str(port),
-            "--warehouse", str(warehouse),
+            "--warehouse", warehouse,
             "--reference", str(ROOT / "reference.parquet"),
             "--replica", "embedded-0",
             "--flush-interval", str(flush_interval),
@@ -228,21 +234,23 @@ def start_embedded(
     They stop when ``stack`` closes: the loop first, then the cluster, then the server.
     """
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    wh = Path(args.warehouse or ROOT / "warehouse" / "runs" / stamp).resolve()
-    wh.mkdir(parents=True, exist_ok=True)
+    run_dir = ROOT / "warehouse" / "runs" / stamp  # logs; the warehouse too unless given
+    run_dir.mkdir(parents=True, exist_ok=True)
+    wh = Warehouse(args.warehouse or run_dir)  # an s3:// warehouse is checked here
     port = free_port()
     console.print(
         f"driftlake: nothing answers at {args.url}; starting the embedded pipeline "
-        f"(model server 127.0.0.1:{port}, local Dask cluster, warehouse {wh})"
+        f"(model server 127.0.0.1:{port}, local Dask cluster, warehouse {wh.uri('')}, "
+        f"logs {run_dir})"
     )
     logging.basicConfig(
-        filename=wh / "analytics.log",
+        filename=run_dir / "analytics.log",
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    url = stack.enter_context(model_server(wh, port, flush_interval=0.5))
+    url = stack.enter_context(model_server(wh.url, run_dir, port, flush_interval=0.5))
     settings = AnalyticsSettings(
-        warehouse=str(wh),
+        warehouse=wh.url,
         reference_path=str(ROOT / "reference.parquet"),
         window_size=args.window_size,
         interval=1.0,
@@ -274,7 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack:
         driver = None
         if embedded:
-            url, driver = start_embedded(stack, args, console, state)
+            try:
+                url, driver = start_embedded(stack, args, console, state)
+            except ConfigError as exc:
+                console.print(f"run.py: {exc}")
+                return 2
         else:
             url = args.url.rstrip("/")
             console.print(f"driftlake: streaming to {url} (drift={str(args.drift).lower()})")
@@ -361,7 +373,8 @@ def summarize(console: Console, args, state: LiveState, driver: Driver | None, r
     if state.first_drift_window is not None and args.drift:
         console.print(f"first window with drift: #{state.first_drift_window}")
     where = driver.warehouse.uri("drift")
-    console.print(f"history: {where}  (pl.scan_parquet('{where}/**/*.parquet'))")
+    options = "" if driver.warehouse.is_local else ", storage_options=<docs/s3.md>"
+    console.print(f"history: {where}  (pl.scan_parquet('{where}/**/*.parquet'{options}))")
 
 
 if __name__ == "__main__":

@@ -64,6 +64,10 @@ def parse_settings(argv: list[str] | None) -> tuple[argparse.Namespace, Analytic
             check_name("backfill", args.name)
         except ConfigError as exc:
             parser.exit(2, f"python -m analytics: invalid settings: name: {exc}\n")
+    try:  # before the cluster starts: a missing bucket or bad credentials end here
+        Warehouse(settings.warehouse)
+    except DriftlakeError as exc:
+        parser.exit(2, f"python -m analytics: warehouse: {exc}\n")
     if args.command == "run":
         args.command = "once" if args.once else "drain" if args.drain else "run"
     return args, settings

@@ -36,7 +36,9 @@ class Checkpoint:
     last_drift_us: int | None = None
     quarantined_total: int = 0
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, owner: str | None = None) -> bytes:
+        """The checkpoint as JSON; ``owner`` names the driver that wrote it (see
+        :func:`claim_checkpoint`)."""
         body = {
             "version": VERSION,
             "next_window_id": self.next_window_id,
@@ -51,6 +53,8 @@ class Checkpoint:
             "last_drift_us": self.last_drift_us,
             "quarantined_total": self.quarantined_total,
         }
+        if owner is not None:
+            body["owner"] = owner
         return json.dumps(body, separators=(",", ":")).encode()
 
     @classmethod
@@ -85,6 +89,41 @@ def load_checkpoint(warehouse: Warehouse, model: str) -> Checkpoint:
     return Checkpoint() if data is None else Checkpoint.from_bytes(data)
 
 
-def save_checkpoint(warehouse: Warehouse, model: str, checkpoint: Checkpoint) -> None:
-    """Replace the model's checkpoint atomically (temp file, fsync, rename)."""
-    warehouse.write_bytes(state_path(model, NAME), checkpoint.to_bytes())
+def claim_checkpoint(warehouse: Warehouse, model: str, owner: str) -> tuple[Checkpoint, str]:
+    """Load the model's checkpoint and make ``owner`` its only writer; return it and its
+    version for :func:`save_checkpoint`.
+
+    The claim rewrites the checkpoint with ``owner`` in it, conditional on the version just
+    read, so a driver that claimed it earlier finds it changed at its next save and stops:
+    of two drivers of one model, only the latest to start advances the history.
+    """
+    rel = state_path(model, NAME)
+    found = warehouse.read_versioned(rel)
+    checkpoint = Checkpoint() if found is None else Checkpoint.from_bytes(found[0])
+    version = warehouse.put_if(rel, checkpoint.to_bytes(owner), None if found is None else found[1])
+    if version is None:
+        raise CheckpointError(
+            f"another analytics driver of model {model!r} claimed its checkpoint at the same "
+            "moment: run one driver per model"
+        )
+    return checkpoint, version
+
+
+def save_checkpoint(
+    warehouse: Warehouse, model: str, checkpoint: Checkpoint, owner: str, match: str
+) -> str:
+    """Replace the model's checkpoint if it is still at version ``match``; return the new
+    version.
+
+    Raises
+    ------
+    CheckpointError
+        If another driver claimed the checkpoint since (this driver must stop).
+    """
+    version = warehouse.put_if(state_path(model, NAME), checkpoint.to_bytes(owner), match)
+    if version is None:
+        raise CheckpointError(
+            f"another analytics driver of model {model!r} took over its checkpoint: this one "
+            "stops (run one driver per model)"
+        )
+    return version

@@ -10,23 +10,26 @@ those rewrite the same history files: no window is skipped, none is counted twic
 from __future__ import annotations
 
 import logging
+import os
 import re
+import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import polars as pl
 from distributed import Client, Future, KilledWorker
 from distributed.client import FutureCancelledError
 
-from analytics.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from analytics.checkpoint import Checkpoint, claim_checkpoint, save_checkpoint
 from analytics.detect import DetectConfig, WindowResult, WindowSpec, run_windows
 from analytics.failpoints import failpoint
 from analytics.profile import ReferenceProfile, load_profile
 from analytics.push import CycleState, Pusher
 from analytics.settings import AnalyticsSettings
 from analytics.windows import plan_time_windows, plan_windows, watermark
-from ingest import DriftlakeError, Warehouse
+from ingest import CheckpointError, DriftlakeError, Warehouse
 from ingest.feed import advance, poll, release, seal
 from ingest.maintain import compact, retain
 from ingest.paths import drift_dir
@@ -85,7 +88,8 @@ class Driver:
         self.pusher = (
             Pusher(settings.pushgateway, settings.push_timeout) if settings.pushgateway else None
         )
-        self.checkpoint = load_checkpoint(self.warehouse, self.model)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.checkpoint, self._version = claim_checkpoint(self.warehouse, self.model, self.owner)
         self.cycle_errors = 0
         self.last_result: WindowResult | None = None
         self._profile_future: Future | None = None
@@ -158,7 +162,7 @@ class Driver:
             ),
             quarantined_total=cp.quarantined_total + len(batch.quarantined),
         )
-        save_checkpoint(self.warehouse, self.model, nxt)
+        self._version = save_checkpoint(self.warehouse, self.model, nxt, self.owner, self._version)
         self.checkpoint = nxt
         # the mark is durable: compaction may now rewrite the hours it sealed, except where
         # this job still holds rows
@@ -227,7 +231,8 @@ class Driver:
         """Run a cycle every ``interval`` seconds until ``stop`` is set, and maintenance
         (:meth:`maintain`) every ``compact_every`` seconds if that is set.
 
-        A failing cycle is logged, counted and retried next interval; it never ends the loop.
+        A failing cycle is logged, counted and retried next interval; only a CheckpointError
+        (another driver took the model over) ends the loop.
         """
         last_maintenance = time.monotonic()
         while not stop.is_set():
@@ -236,6 +241,8 @@ class Driver:
                 report = self.run_cycle()
                 if on_cycle is not None:
                     on_cycle(report)
+            except CheckpointError:
+                raise  # another driver owns the model now, or the state is unreadable
             except CYCLE_FAILURES as exc:
                 self.cycle_errors += 1
                 log.error(

@@ -17,5 +17,9 @@ def read_history(warehouse: Warehouse, model: str, root: str = DRIFT) -> pl.Data
     files = warehouse.list_files(drift_dir(model, root))
     if not files:
         return pl.DataFrame(schema=HISTORY_SCHEMA)
-    frame = pl.read_parquet([warehouse.uri(f.path) for f in files], hive_partitioning=False)
+    frame = pl.read_parquet(
+        [warehouse.uri(f.path) for f in files],
+        hive_partitioning=False,
+        storage_options=warehouse.storage_options,
+    )
     return frame.with_row_index("_order").sort("window_id", "_order").drop("_order")

@@ -17,7 +17,11 @@ class AnalyticsSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="DRIFTLAKE_", extra="ignore")
 
-    warehouse: str = Field("./warehouse", description="Warehouse root (path or file:// URL).")
+    warehouse: str = Field(
+        "./warehouse",
+        description="Warehouse root: a path, file:// URL or s3://bucket/prefix (endpoint and "
+        "credentials from the standard AWS_* environment).",
+    )
     model_name: str = Field("breast_cancer", description="Model whose landing rows are tested.")
     reference_path: str = Field("reference.parquet", description="Reference (training) data.")
     label: str | None = Field("target", description="Reference label column; not a feature.")

@@ -44,7 +44,7 @@ class ServerHandle(Process):
 
 @contextmanager
 def model_server(
-    warehouse: Path,
+    warehouse: Path | str,
     port: int | None = None,
     replica: str = "r1",
     *,
@@ -59,7 +59,8 @@ def model_server(
     Parameters
     ----------
     warehouse
-        Warehouse root (shared by replicas of one test).
+        Warehouse root (shared by replicas of one test): a directory or an s3:// URL (the
+        child inherits this process's AWS_* variables; give ``log_dir`` then).
     port
         TCP port; a free one when None.
     replica
@@ -77,9 +78,12 @@ def model_server(
         ``DRIFTLAKE_*`` variables are removed so every server starts from the defaults.
     """
     port = port or free_port()
-    warehouse = Path(warehouse)
-    warehouse.mkdir(parents=True, exist_ok=True)
-    log_path = (log_dir or warehouse.parent) / f"server-{replica}-{port}.log"
+    if str(warehouse).startswith("s3://"):
+        assert log_dir is not None, "an s3:// warehouse needs a log_dir"
+    else:
+        warehouse = Path(warehouse)
+        warehouse.mkdir(parents=True, exist_ok=True)
+    log_path = (log_dir or Path(warehouse).parent) / f"server-{replica}-{port}.log"
     cmd = [
         sys.executable,
         "-m",

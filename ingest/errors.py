@@ -7,7 +7,8 @@
     ├── SchemaError          data does not match a model's landing schema
     ├── LandingError         the landing zone cannot be read or written
     │   ├── CorruptFileError a landing file is truncated or unreadable
-    │   └── FileVanishedError a listed landing file is gone (compaction or retention ran)
+    │   ├── FileVanishedError a listed landing file is gone (compaction or retention ran)
+    │   └── ObjectExistsError an exclusive write found its object already there
     └── CheckpointError      an analytics checkpoint is missing a field or unreadable
 
 A caller catches ``DriftlakeError`` for "anything driftlake said no to", or one precise
@@ -53,6 +54,14 @@ class FileVanishedError(LandingError):
             f"landing file {path} was listed but no longer exists (compaction or retention "
             "replaced it): list the landing zone again and re-read"
         )
+        self.path = path
+
+
+class ObjectExistsError(LandingError):
+    """An exclusive write (create only) found its object already there."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(f"{path} already exists")
         self.path = path
 
 

@@ -95,7 +95,7 @@ def read_supersedes(warehouse: Warehouse, f: StoredFile) -> frozenset[str]:
     if hit is not None:
         return hit
     try:
-        meta = pq.read_schema(warehouse.uri(f.path)).metadata or {}
+        meta = pq.read_schema(warehouse.open_input(f.path)).metadata or {}
     except FileNotFoundError as exc:
         raise FileVanishedError(f.path) from exc
     except (OSError, pa.ArrowException) as exc:

@@ -69,7 +69,7 @@ class RowSelection:
 
 def _open(warehouse: Warehouse, path: str) -> pq.ParquetFile:
     try:
-        return pq.ParquetFile(warehouse.uri(path))
+        return pq.ParquetFile(warehouse.open_input(path))
     except FileNotFoundError as exc:
         raise FileVanishedError(path) from exc
     except (OSError, pa.ArrowException) as exc:
@@ -204,6 +204,7 @@ def scan_files(
     schema = unify_schemas(file_schema(warehouse, path, size) for path, size in files)
     return pl.scan_parquet(
         [warehouse.uri(path) for path, _ in files],
+        storage_options=warehouse.storage_options,
         hive_partitioning=hive,
         hive_schema=HIVE_SCHEMA if hive else None,
         schema=pl.DataFrame(schema.empty_table()).schema,

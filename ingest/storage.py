@@ -1,23 +1,33 @@
 """The warehouse's storage seam: every landing, history and state byte goes through here.
 
-The warehouse is named by a URL (a plain path or ``file://`` by default). Everything else
-in driftlake asks this module for files; only here do we know that publishing on a local
-filesystem is write-to-staging + rename, so an object store can replace it later.
+A warehouse is named by a URL: a local path (or ``file://``) by default, or
+``s3://bucket/prefix`` on any S3-compatible object store (endpoint, region and credentials
+from the standard AWS environment). Callers see one interface; each backend keeps the
+same guarantees with its own means:
+
+======================  ===============================  =================================
+guarantee               local filesystem                 S3
+======================  ===============================  =================================
+visible only whole      write to ``_staging/``, fsync,   one PUT of the whole object (S3
+                        rename into place                never shows a failed upload)
+durable when published  fdatasync before the rename      the PUT's 200 (S3 is durable)
+create exclusively      hard link (fails if it exists)   PUT ``If-None-Match: *``
+replace if unchanged    version check under a flock      PUT ``If-Match: <etag>``
+move (quarantine)       rename                           copy, then delete
+list a directory        readdir                          LIST with a ``/`` delimiter
+======================  ===============================  =================================
 """
 
 from __future__ import annotations
 
 import os
-import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow as pa
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
-from ingest import paths
-from ingest.errors import ConfigError, LandingError
+from ingest.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -30,12 +40,17 @@ class StoredFile:
 
 
 class Warehouse:
-    """A warehouse root on a filesystem.
+    """A warehouse root: a local directory or an ``s3://bucket/prefix``.
+
+    ``Warehouse(url)`` returns the backend for the URL. Paths given to every method are
+    relative to the root and use ``/``.
 
     Parameters
     ----------
     url
-        ``/some/dir``, ``./warehouse`` or ``file:///some/dir``. The directory is created.
+        ``/some/dir``, ``./warehouse``, ``file:///some/dir`` (the directory is created) or
+        ``s3://bucket/prefix`` (the bucket must exist; it is checked now, and a missing
+        bucket, rejected credentials or an unreachable endpoint raise ConfigError).
 
     Example
     -------
@@ -44,40 +59,55 @@ class Warehouse:
     '/tmp/wh-doc/landing'
     """
 
-    def __init__(self, url: str | os.PathLike[str]) -> None:
+    url: str
+
+    def __new__(cls, url: str | os.PathLike[str], *args: object) -> Warehouse:
+        if cls is not Warehouse:
+            return super().__new__(cls)
         url = os.fspath(url)
+        if url.startswith("s3://"):
+            from ingest._s3_store import S3Warehouse
+
+            return S3Warehouse.open(url)
         if "://" in url and not url.startswith("file://"):
             raise ConfigError(
-                f"warehouse URL {url!r} is not supported yet: expected a local path or file:// URL"
+                f"warehouse URL {url!r} is not supported: expected a local path, a file:// URL "
+                "or s3://bucket/prefix"
             )
-        root = url.removeprefix("file://")
-        self.root = str(Path(root).expanduser().resolve())
-        self.url = url
-        self.fs: pafs.FileSystem = pafs.LocalFileSystem()
-        try:
-            self.fs.create_dir(self.root, recursive=True)
-        except OSError as exc:
-            raise LandingError(f"cannot create warehouse root {self.root}: {exc}") from exc
+        from ingest._local_store import LocalWarehouse
 
-    def __repr__(self) -> str:
-        return f"Warehouse({self.root!r})"
+        return super().__new__(LocalWarehouse)
 
     def __reduce__(self):  # pickles by URL so Dask workers open the same warehouse
         return (Warehouse, (self.url,))
 
-    def uri(self, rel: str) -> str:
-        """Return the absolute location of ``rel`` (a path Polars, pyarrow and DuckDB read)."""
-        return f"{self.root}/{rel}" if rel else self.root
+    @property
+    def is_local(self) -> bool:
+        """True for a warehouse on a local (or mounted) filesystem."""
+        return self.storage_options is None
 
-    def _staging_file(self, rel: str) -> str:
-        name = rel.replace("/", "__")[-120:]
-        return self.uri(f"{paths.STAGING}/{uuid.uuid4().hex[:12]}-{name}.tmp")
+    @property
+    def storage_options(self) -> dict[str, str] | None:
+        """Options Polars' ``scan_parquet``/``read_parquet`` need for :meth:`uri` paths
+        (None for a local warehouse)."""
+        return None
+
+    def uri(self, rel: str) -> str:
+        """Return the absolute location of ``rel`` (a path or ``s3://`` URL that Polars,
+        pyarrow and DuckDB read; pass :attr:`storage_options` to Polars)."""
+        raise NotImplementedError
+
+    def open_input(self, rel: str) -> str | BinaryIO:
+        """Return what ``pyarrow.parquet.ParquetFile`` opens to read ``rel`` (FileNotFoundError
+        if it is gone)."""
+        raise NotImplementedError
 
     def publish_table(
         self,
         table: pa.Table,
         rel: str,
         *,
+        exclusive: bool = False,
         compression: str = "zstd",
         compression_level: int | None = 1,
         row_group_size: int | None = None,
@@ -87,153 +117,64 @@ class Warehouse:
     ) -> StoredFile:
         """Write ``table`` as Parquet at ``rel`` so that readers see all of it or nothing.
 
-        The temp file lives under ``_staging/`` (outside every scanned tree, same volume),
-        is made durable (fdatasync: after a crash a published file is whole, and compaction
-        deletes its sources only once what supersedes them is on disk) and is moved into
-        place with an atomic rename. The table's schema metadata becomes the file's
-        key-value metadata. With ``cache=False`` the file's pages leave this host's page
-        cache once they are on disk (see :func:`_make_durable`).
+        The table's schema metadata becomes the file's key-value metadata. With
+        ``exclusive`` the write fails with ObjectExistsError if ``rel`` exists (a retried
+        upload that already landed). ``cache=False`` asks a local backend to drop the file's
+        pages from this host's page cache once they are on disk.
         """
-        tmp = self._staging_file(rel)
-        dest = self.uri(rel)
-        try:
-            self.fs.create_dir(os.path.dirname(tmp), recursive=True)
-            self.fs.create_dir(os.path.dirname(dest), recursive=True)
-            pq.write_table(
-                table,
-                tmp,
-                compression=compression,
-                compression_level=compression_level,
-                row_group_size=row_group_size,
-                use_dictionary=use_dictionary,
-                write_statistics=write_statistics,
-                filesystem=self.fs,
-            )
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                _make_durable(fd, cache)
-            finally:
-                os.close(fd)
-            self.fs.move(tmp, dest)
-        except OSError as exc:
-            self._discard(tmp)
-            raise LandingError(f"cannot publish {rel}: {exc}") from exc
-        info = self.fs.get_file_info(dest)
-        return StoredFile(rel, info.size, info.mtime_ns or 0)
+        raise NotImplementedError
 
     def write_bytes(self, rel: str, data: bytes) -> None:
-        """Replace the small object at ``rel`` atomically (write temp, fdatasync, rename)."""
-        tmp = self._staging_file(rel)
-        dest = self.uri(rel)
-        try:
-            os.makedirs(os.path.dirname(tmp), exist_ok=True)
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                _make_durable(fh.fileno(), cache=True)
-            os.replace(tmp, dest)
-        except OSError as exc:
-            self._discard(tmp)
-            raise LandingError(f"cannot write {rel}: {exc}") from exc
+        """Replace the small object at ``rel`` atomically."""
+        raise NotImplementedError
 
     def read_bytes(self, rel: str) -> bytes | None:
-        """Return the bytes at ``rel``, or None if there is no such file."""
-        try:
-            with open(self.uri(rel), "rb") as fh:
-                return fh.read()
-        except FileNotFoundError:
-            return None
+        """Return the bytes at ``rel``, or None if there is no such object."""
+        found = self.read_versioned(rel)
+        return None if found is None else found[0]
+
+    def read_versioned(self, rel: str) -> tuple[bytes, str] | None:
+        """Return the bytes at ``rel`` and their version token (for :meth:`put_if`), or None."""
+        raise NotImplementedError
+
+    def put_if(self, rel: str, data: bytes, match: str | None) -> str | None:
+        """Write ``data`` at ``rel`` only if ``rel`` is still at version ``match`` (None: only
+        if ``rel`` does not exist); return the new version, or None if another writer won.
+
+        Of two writers that read the same version, exactly one wins. A write that landed but
+        whose answer was lost (a retried request) is recognised by its bytes and counts as won.
+        """
+        raise NotImplementedError
 
     def try_create(self, rel: str, data: bytes) -> bool:
-        """Create the small object ``rel`` holding ``data`` unless it exists; True if created.
-
-        Atomic and exclusive: the bytes are written to staging and hard-linked into place,
-        which fails if ``rel`` exists, so of two concurrent callers exactly one wins.
-        """
-        tmp = self._staging_file(rel)
-        dest = self.uri(rel)
-        try:
-            os.makedirs(os.path.dirname(tmp), exist_ok=True)
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-            os.link(tmp, dest)
-            return True
-        except FileExistsError:
-            return False
-        except OSError as exc:
-            raise LandingError(f"cannot create {rel}: {exc}") from exc
-        finally:
-            self._discard(tmp)
+        """Create the small object ``rel`` holding ``data`` unless it exists; True if created."""
+        return self.put_if(rel, data, None) is not None
 
     def stat(self, rel: str) -> StoredFile | None:
-        """Return the size and modification time of the file ``rel``, or None if absent."""
-        info = self.fs.get_file_info(self.uri(rel))
-        if info.type != pafs.FileType.File:
-            return None
-        return StoredFile(rel, info.size, info.mtime_ns or 0)
+        """Return the size and modification time of ``rel``, or None if absent."""
+        raise NotImplementedError
 
     def remove_tree(self, rel_dir: str) -> None:
-        """Delete a directory and everything under it; a missing directory is not an error."""
-        try:
-            self.fs.delete_dir(self.uri(rel_dir))
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise LandingError(f"cannot delete {rel_dir}: {exc}") from exc
+        """Delete a directory and everything under it; a missing one is not an error."""
+        raise NotImplementedError
 
     def list_files(self, rel_dir: str, suffix: str = ".parquet") -> list[StoredFile]:
         """List files under ``rel_dir`` (recursively) ending in ``suffix``, sorted by path."""
-        sel = pafs.FileSelector(self.uri(rel_dir), recursive=True, allow_not_found=True)
-        prefix = len(self.root) + 1
-        out = [
-            StoredFile(i.path[prefix:], i.size, i.mtime_ns or 0)
-            for i in self.fs.get_file_info(sel)
-            if i.type == pafs.FileType.File and i.path.endswith(suffix)
-        ]
-        out.sort(key=lambda f: f.path)
-        return out
+        raise NotImplementedError
 
     def list_dirs(self, rel_dir: str) -> list[str]:
         """List the names of the directories directly under ``rel_dir``, sorted."""
-        sel = pafs.FileSelector(self.uri(rel_dir), recursive=False, allow_not_found=True)
-        return sorted(
-            i.base_name for i in self.fs.get_file_info(sel) if i.type == pafs.FileType.Directory
-        )
+        raise NotImplementedError
 
     def move(self, rel: str, dest_rel: str) -> None:
-        """Move a file within the warehouse (an atomic rename on one volume)."""
-        dest = self.uri(dest_rel)
-        try:
-            self.fs.create_dir(os.path.dirname(dest), recursive=True)
-            self.fs.move(self.uri(rel), dest)
-        except OSError as exc:
-            raise LandingError(f"cannot move {rel} to {dest_rel}: {exc}") from exc
+        """Move a file within the warehouse (on S3: copy, then delete the source)."""
+        raise NotImplementedError
 
     def delete(self, rel: str) -> None:
         """Delete one file; a file that is already gone is not an error."""
-        self._discard(self.uri(rel))
+        raise NotImplementedError
 
-    def _discard(self, absolute: str) -> None:
-        try:
-            self.fs.delete_file(absolute)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            if "not exist" not in str(exc).lower() and "no such file" not in str(exc).lower():
-                raise
-
-
-def _make_durable(fd: int, cache: bool) -> None:
-    """fdatasync the file open as ``fd``, then unless ``cache`` drop its (now clean) pages.
-
-    A replica's landing files are what its host writes most and reads least: analytics
-    reads each once, seconds later, usually on another host. Kept, they grow the page cache
-    without bound, charged to the server's container, whose own allocations must then
-    reclaim it; and on a VM that reports free pages to its host, every new page-cache page
-    costs a host fault (the flusher's system time: ``bench.variants``).
-    """
-    os.fdatasync(fd)
-    if not cache:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    def delete_many(self, rels: Sequence[str]) -> None:
+        """Delete files; ones already gone are not an error."""
+        for rel in rels:
+            self.delete(rel)

@@ -65,7 +65,8 @@ class ServingSettings(BaseSettings):
     )
     warehouse: str = Field(
         "./warehouse",
-        description="Warehouse root (a path or file:// URL) the landing zone lives in. "
+        description="Warehouse root the landing zone lives in: a path, file:// URL or "
+        "s3://bucket/prefix (endpoint and credentials from the standard AWS_* environment). "
         "Default: ./warehouse.",
     )
     replica: str = Field(

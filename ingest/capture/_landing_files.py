@@ -9,7 +9,7 @@ import pyarrow.compute as pc
 
 from ingest import paths
 from ingest.capture._blocks import Block, to_batches
-from ingest.errors import LandingError
+from ingest.errors import LandingError, ObjectExistsError
 from ingest.schema import MODEL_VERSION, REPLICA, TS, ModelSchema
 from ingest.storage import Warehouse
 
@@ -47,6 +47,8 @@ class LandingFiles:
             f.name for f in schema.features if f.kind != "numeric"
         ]
         self._seq = 0
+        # (name, rows at the table's front, hour or None for all) of a publish that failed
+        self._unsure: tuple[str, int, datetime | None] | None = None
 
     def table(self, taken: list[tuple[float, pa.RecordBatch | Block]]) -> pa.Table:
         """The rows of buffered entries as one table, one chunk per column.
@@ -61,14 +63,36 @@ class LandingFiles:
         """Publish ``table`` one UTC hour per file.
 
         Returns the rows not published (empty on success), the error that stopped it (or
-        None) and how many files were published.
+        None) and how many files were published. The caller must pass the rows not
+        published at the front of the next table: a failed upload may still have landed
+        (its answer was lost), so its rows are retried under the same name, create-only,
+        and an "already exists" means the first attempt landed. Rows are never published
+        twice, under two names or under one.
         """
+        files = 0
+        if self._unsure is not None:
+            rel, prefix_rows, hour = self._unsure
+            prefix = table.slice(0, prefix_rows)
+            mine = None if hour is None else pc.equal(_hours(prefix[TS]), hour)
+            part = prefix if mine is None else prefix.filter(mine)
+            try:
+                self._put(part, rel)
+            except ObjectExistsError:
+                pass  # the earlier attempt landed
+            except (LandingError, OSError) as exc:
+                return table, exc, 0
+            self._unsure = None
+            files = 1
+            rest = [] if mine is None else [prefix.filter(pc.invert(mine))]
+            table = pa.concat_tables([*rest, table.slice(prefix_rows)])
+            if table.num_rows == 0:
+                return table, None, files
         bounds = pc.min_max(table[TS])
         first, last = _hour(bounds["min"].as_py()), _hour(bounds["max"].as_py())
         if first == last:  # nearly every flush: no per-row floor and unique
             hours, distinct = None, [first]
         else:
-            hours = pc.floor_temporal(table[TS], unit="hour")
+            hours = _hours(table[TS])
             distinct = pc.unique(hours).to_pylist()
         for i, hour in enumerate(distinct):
             part = table if hours is None else table.filter(pc.equal(hours, hour))
@@ -77,23 +101,34 @@ class LandingFiles:
                 self.replica, self._seq
             )
             try:
-                self.warehouse.publish_table(
-                    part,
-                    rel,
-                    compression=self.compression,
-                    compression_level=1 if self.compression == "zstd" else None,
-                    use_dictionary=self._dictionary_columns,
-                    # readers prune landing files by time only; compaction writes statistics
-                    # for every column
-                    write_statistics=[TS],
-                    cache=False,  # the page cache is the server's memory (ingest.storage)
-                )
+                self._put(part, rel)
             except (LandingError, OSError) as exc:
-                if hours is None:
-                    return table, exc, i
-                rest = table.filter(pc.is_in(hours, pa.array(distinct[i:], hours.type)))
-                return rest, exc, i
-        return table.slice(0, 0), None, len(distinct)
+                rest = (
+                    table
+                    if hours is None
+                    else table.filter(pc.is_in(hours, pa.array(distinct[i:], hours.type)))
+                )
+                self._unsure = (rel, rest.num_rows, None if hours is None else hour)
+                return rest, exc, files + i
+        return table.slice(0, 0), None, files + len(distinct)
+
+    def _put(self, part: pa.Table, rel: str) -> None:
+        self.warehouse.publish_table(
+            part,
+            rel,
+            exclusive=True,
+            compression=self.compression,
+            compression_level=1 if self.compression == "zstd" else None,
+            use_dictionary=self._dictionary_columns,
+            # readers prune landing files by time only; compaction writes statistics for
+            # every column
+            write_statistics=[TS],
+            cache=False,  # the page cache is the server's memory (ingest._local_store)
+        )
+
+
+def _hours(ts: pa.ChunkedArray | pa.Array) -> pa.Array:
+    return pc.floor_temporal(ts, unit="hour")
 
 
 def _hour(ts: datetime) -> datetime:

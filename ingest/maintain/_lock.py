@@ -24,13 +24,19 @@ def maintenance_lock(warehouse: Warehouse, model: str, ttl: float = 3600.0) -> I
     """
     rel = paths.compaction_lock_path(model)
     owner = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
-    acquired = warehouse.try_create(rel, json.dumps(owner).encode())
+    body = json.dumps(owner).encode()
+    acquired = warehouse.try_create(rel, body)
     if not acquired:
-        held = warehouse.stat(rel)
-        if held is not None and time.time() - held.mtime_ns / 1e9 > ttl:
-            log.warning("event=maintenance_lock_broken model=%s age_over_seconds=%.0f", model, ttl)
-            warehouse.delete(rel)
-            acquired = warehouse.try_create(rel, json.dumps(owner).encode())
+        held = warehouse.read_versioned(rel)
+        if held is None:  # released since
+            acquired = warehouse.try_create(rel, body)
+        elif time.time() - _since(held[0]) > ttl:
+            # replaced only if still the stale holder's: of two runs breaking it, one wins
+            acquired = warehouse.put_if(rel, body, held[1]) is not None
+            if acquired:
+                log.warning(
+                    "event=maintenance_lock_broken model=%s age_over_seconds=%.0f", model, ttl
+                )
     if not acquired:
         log.info("event=maintenance_skipped model=%s reason=another run holds %s", model, rel)
     try:
@@ -38,3 +44,11 @@ def maintenance_lock(warehouse: Warehouse, model: str, ttl: float = 3600.0) -> I
     finally:
         if acquired:
             warehouse.delete(rel)
+
+
+def _since(body: bytes) -> float:
+    """When the holder took the lock (0 for an unreadable lock: it is broken)."""
+    try:
+        return float(json.loads(body)["since"])
+    except (ValueError, KeyError, TypeError):
+        return 0.0

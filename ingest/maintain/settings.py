@@ -14,7 +14,11 @@ class MaintenanceSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="DRIFTLAKE_", extra="ignore")
 
-    warehouse: str = Field("./warehouse", description="Warehouse root (path or file:// URL).")
+    warehouse: str = Field(
+        "./warehouse",
+        description="Warehouse root: a path, file:// URL or s3://bucket/prefix (endpoint and "
+        "credentials from the standard AWS_* environment).",
+    )
     compact_grace: float = Field(
         600.0, ge=0, description="Seconds after an hour ends before it may be compacted."
     )

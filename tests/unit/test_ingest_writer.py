@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
-from ingest import Warehouse, schema_from_columns
+from ingest import LandingError, Warehouse, schema_from_columns
 from ingest.capture import LandingWriter
 from ingest.reader import list_landing, read_keys
 
@@ -156,3 +156,39 @@ def test_batches_of_many_requests_are_cut_at_the_buffer_bound(tmp_path):
     kept = pl.concat([read_keys(wh, f.path) for f in list_landing(wh, "demo")])
     expected = first["request_id"].to_pylist() + second["request_id"].to_pylist()[:5]
     assert sorted(kept["request_id"].to_list()) == sorted(expected)
+
+
+class AnswerLost(type(Warehouse("/tmp/driftlake-doc-wh"))):
+    """A local warehouse whose next ``lose`` publishes land but report failure, like an
+    upload whose response a network reset swallowed."""
+
+    lose = 0
+
+    def publish_table(self, table, rel, **kwargs):
+        stored = super().publish_table(table, rel, **kwargs)
+        if self.lose:
+            self.lose -= 1
+            raise LandingError("connection reset by peer")
+        return stored
+
+
+def test_an_upload_that_landed_but_reported_failure_is_not_published_twice(tmp_path):
+    wh = AnswerLost(tmp_path / "wh")
+    writer = LandingWriter(wh, SCHEMA, "r1", flush_rows=10_000, flush_interval=60)
+    start = datetime(2026, 11, 25, 12, 59, 59, 990_000, tzinfo=UTC)
+    first = batch(30, start)  # 10 rows in hour 12, 20 in hour 13
+    writer.extend_checked([first])
+    wh.lose = 2  # hour 12 lands but looks failed; the retry of the flush fails the same way
+    with pytest.raises(LandingError):
+        writer.flush()
+    later = batch(5, start + timedelta(seconds=1))  # more rows arrive before the retry
+    writer.extend_checked([later])
+    with pytest.raises(LandingError):
+        writer.flush()
+    writer.flush()
+    files = list_landing(wh, "demo")
+    landed = pl.concat([read_keys(wh, f.path) for f in files])["request_id"].to_list()
+    want = first["request_id"].to_pylist() + later["request_id"].to_pylist()
+    assert sorted(landed) == sorted(want)  # each row once
+    s = writer.stats()
+    assert (s.flushed_rows, s.buffered_rows) == (35, 0)
