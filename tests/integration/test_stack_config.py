@@ -277,6 +277,12 @@ def writable(service: dict[str, Any]) -> set[str]:
     """The service's tmpfs mounts and named volumes: the places it can write."""
     out = {str(m).split(":")[0] for m in service.get("tmpfs", [])}
     for vol in service.get("volumes", []):
+        if isinstance(vol, dict):  # long syntax
+            if vol["type"] == "bind":
+                assert vol.get("read_only") is True, f"bind mount {vol} is writable"
+            elif not vol.get("read_only"):
+                out.add(vol["target"])
+            continue
         source, target, *mode = str(vol).split(":")
         if not source.startswith(("/", ".")):
             out.add(target)
@@ -288,6 +294,8 @@ def writable(service: dict[str, Any]) -> set[str]:
 def network_members(config: dict[str, Any]) -> dict[str, set[str]]:
     members: dict[str, set[str]] = {}
     for name, svc in config["services"].items():
+        if svc.get("network_mode") == "none":  # no network at all
+            continue
         for net in svc.get("networks") or {"default": None}:
             members.setdefault(net, set()).add(name)
     return members
