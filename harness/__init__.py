@@ -8,8 +8,12 @@ serving, ingest or analytics.
 - ``landing``: fill a landing zone directly through the real capture writer; plan its window.
 - ``nginx``, ``prometheus``, ``alertmanager``, ``dns_stub``: the stack's own binaries, natively
   on loopback with the repository's configs.
+- ``netns``: hosts on a private network of Linux network namespaces (root only), for services
+  that must run on distinct addresses.
 - ``fullstack``, ``dashboard``: all of it together, and the Grafana dashboard's queries.
 - ``settings``: the settings classes' fields as the environment and the command line see them.
+- ``s3``, ``fault_proxy``: moto's S3 server on loopback, its buckets and the AWS environment
+  that reaches it; a proxy in front of it that answers 503 SlowDown, resets or stalls requests.
 """
 
 from __future__ import annotations
