@@ -16,9 +16,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import duckdb
 import httpx
 import obstore as obs
 import polars as pl
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pytest
 
 from analytics import AnalyticsSettings, Driver, dask_client, load_checkpoint, read_history
@@ -161,6 +164,32 @@ def test_sigkill_at_each_crash_point_on_s3_gives_the_local_uninterrupted_history
     got = read_history(Warehouse(s3_url), MODEL).drop("computed_at")
     assert local_history["window_id"].n_unique() == 9
     assert got.equals(local_history)
+    if failpoint is None:
+        readers_without_driftlake_agree(s3_url, moto, got)
+
+
+def readers_without_driftlake_agree(url: str, moto, history: pl.DataFrame) -> None:
+    """The docs/s3.md examples: Polars with storage_options, DuckDB over a pyarrow dataset."""
+    root = f"{url}/drift/model={MODEL}"
+    options = {
+        "aws_endpoint_url": moto.endpoint,
+        "aws_access_key_id": "testing",
+        "aws_secret_access_key": "testing",
+        "aws_region": "us-east-1",
+    }
+    frame = pl.scan_parquet(f"{root}/**/*.parquet", storage_options=options).collect()
+    assert frame.height == history.height
+    assert frame["window_id"].n_unique() == history["window_id"].n_unique()
+    fs = pafs.S3FileSystem(
+        access_key="testing",
+        secret_key="testing",
+        region="us-east-1",
+        endpoint_override=moto.endpoint,
+    )
+    drift = ds.dataset(root.removeprefix("s3://"), filesystem=fs)  # noqa: F841 - scanned by name
+    con = duckdb.connect(config={"autoinstall_known_extensions": False})
+    windows = con.execute("select count(distinct window_id) from drift").fetchall()[0][0]
+    assert windows == history["window_id"].n_unique()
 
 
 def test_compaction_retention_and_quarantine_on_s3(s3_url):
