@@ -20,8 +20,10 @@ NOTEBOOK = ROOT / "notebooks" / "warehouse.ipynb"
 START = datetime(2026, 1, 1, 10, 40, tzinfo=UTC)
 
 
-def test_warehouse_notebook_executes_and_counts_the_rows(tmp_path, monkeypatch):
-    wh = Warehouse(tmp_path / "wh")
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_warehouse_notebook_executes_and_counts_the_rows(tmp_path, monkeypatch, request, backend):
+    # on s3 the fixture sets this process's AWS_* variables: workers and the kernel inherit them
+    wh = Warehouse(tmp_path / "wh" if backend == "local" else request.getfixturevalue("s3_url"))
     # two replicas over two hours (10:40-11:20), the second drifting after its first rows
     write_landing(
         wh, holdout_rows(300, seed=1), replica="r1", start=START, step=timedelta(seconds=8)
@@ -34,7 +36,7 @@ def test_warehouse_notebook_executes_and_counts_the_rows(tmp_path, monkeypatch):
         step=timedelta(seconds=12),
     )
     settings = AnalyticsSettings(
-        warehouse=wh.root,
+        warehouse=wh.url,
         reference_path=str(REFERENCE),
         window_size=100,
         n_workers=1,
@@ -44,7 +46,7 @@ def test_warehouse_notebook_executes_and_counts_the_rows(tmp_path, monkeypatch):
         report = Driver(settings, client).run_cycle(now=START.timestamp() + 3 * 3600)
     assert len(report.windows) == 5
 
-    monkeypatch.setenv("DRIFTLAKE_WAREHOUSE", wh.root)
+    monkeypatch.setenv("DRIFTLAKE_WAREHOUSE", wh.url)
     monkeypatch.setenv("DRIFTLAKE_MODEL_NAME", "breast_cancer")
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nbclient.NotebookClient(
