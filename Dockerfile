@@ -37,4 +37,4 @@ USER driftlake
 
 ENV DRIFTLAKE_WAREHOUSE=/warehouse
 EXPOSE 8000 8786 8787
-CMD ["python", "-m", "serving", "--host", "0.0.0.0", "--port", "8000", "--warehouse", "/warehouse"]
+CMD ["python", "-m", "serving", "--host", "0.0.0.0", "--port", "8000"]

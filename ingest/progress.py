@@ -69,14 +69,31 @@ def mark_sealed(
         updated_at=time.time(),
         expires_at=None if ttl is None else time.time() + ttl,
     )
+    warehouse.write_bytes(paths.progress_path(model, consumer), _encode(mark))
+    return mark
+
+
+def _encode(mark: ProgressMark) -> bytes:
     body = {
         "consumer": mark.consumer,
         "before_us": mark.before_us,
         "updated_at": mark.updated_at,
         "expires_at": mark.expires_at,
     }
-    warehouse.write_bytes(paths.progress_path(model, consumer), json.dumps(body).encode())
-    return mark
+    return json.dumps(body).encode()
+
+
+def _decode(data: bytes, rel: str) -> ProgressMark:
+    try:
+        body = json.loads(data)
+        return ProgressMark(
+            body["consumer"], int(body["before_us"]), body["updated_at"], body["expires_at"]
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LandingError(
+            f"progress mark {rel} is unreadable ({exc}): delete it, and the consumer "
+            "writes it again on its next cycle"
+        ) from exc
 
 
 def clear_mark(warehouse: Warehouse, model: str, consumer: str) -> None:
@@ -93,20 +110,8 @@ def list_marks(warehouse: Warehouse, model: str) -> list[ProgressMark]:
         if not name.startswith("progress-"):
             continue
         data = warehouse.read_bytes(f.path)
-        if data is None:  # cleared between listing and reading
-            continue
-        try:
-            body = json.loads(data)
-            out.append(
-                ProgressMark(
-                    body["consumer"], int(body["before_us"]), body["updated_at"], body["expires_at"]
-                )
-            )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise LandingError(
-                f"progress mark {f.path} is unreadable ({exc}): delete it, and the consumer "
-                "writes it again on its next cycle"
-            ) from exc
+        if data is not None:  # else cleared between listing and reading
+            out.append(_decode(data, f.path))
     return out
 
 
@@ -128,8 +133,29 @@ def hold(
 ) -> Iterator[ProgressMark]:
     """Keep compaction and retention away from hours at or after ``from_us`` while the block
     runs (for a batch reader such as a backfill); the hold lapses after ``ttl`` seconds if the
-    process dies without leaving the block."""
-    mark = mark_sealed(warehouse, model, consumer, from_us, ttl=ttl)
+    process dies without leaving the block.
+
+    Raises
+    ------
+    LandingError
+        If another run under the same ``consumer`` name holds a live mark (two backfills of
+        one name would write one history): the mark is created only if absent, or replaced
+        only if expired and unchanged since read.
+    """
+    rel = paths.progress_path(model, consumer)
+    now = time.time()
+    mark = ProgressMark(consumer, from_us // HOUR_US * HOUR_US, now, now + ttl)
+    if not warehouse.try_create(rel, _encode(mark)):
+        found = warehouse.read_versioned(rel)
+        held = None if found is None else _decode(found[0], rel)
+        if held is not None and (held.expires_at is None or held.expires_at > now):
+            raise LandingError(
+                f"{consumer} of model {model!r} is running already (its mark {rel} holds until "
+                f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(held.expires_at or now))}):"
+                " wait for it to end, or choose another name"
+            )
+        if warehouse.put_if(rel, _encode(mark), None if found is None else found[1]) is None:
+            raise LandingError(f"another {consumer} of model {model!r} started at the same time")
     log.info("event=progress_hold consumer=%s model=%s from_us=%d", consumer, model, from_us)
     try:
         yield mark

@@ -30,12 +30,12 @@ from harness.landing import holdout_rows, write_landing
 from harness.procs import driftlake_env, run_python
 from harness.s3 import FaultProxy, aws_env
 from harness.servers import holdout_features, model_server, parse_metrics, send_rows
-from ingest import CheckpointError, Warehouse
+from ingest import CheckpointError, LandingError, Warehouse
 from ingest.feed import FeedMark, poll
 from ingest.maintain import RetentionPolicy, compact, retain
 from ingest.maintain._lock import maintenance_lock
 from ingest.paths import compaction_lock_path
-from ingest.progress import mark_sealed
+from ingest.progress import hold, list_marks, mark_sealed
 from ingest.reader import list_landing, read_landing
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -81,6 +81,20 @@ def test_a_stale_maintenance_lock_is_broken_by_one_run_only(warehouse):
         t.join()
     assert sorted(held) == [False, False, False, True]
     assert warehouse.stat(rel) is None  # released
+
+
+def test_two_backfills_of_one_name_cannot_both_run(warehouse):
+    with hold(warehouse, MODEL, "backfill-x", 0, ttl=60):
+        again = hold(warehouse, MODEL, "backfill-x", 0, ttl=60)
+        with pytest.raises(LandingError, match=r"backfill-x of model .* is running already"):
+            again.__enter__()
+        with hold(warehouse, MODEL, "backfill-y", 0, ttl=60):  # another name is fine
+            pass
+    with hold(warehouse, MODEL, "backfill-x", 0, ttl=0.001):
+        time.sleep(0.01)
+        with hold(warehouse, MODEL, "backfill-x", 0, ttl=60):  # an expired hold is taken over
+            assert [m.consumer for m in list_marks(warehouse, MODEL)] == ["backfill-x"]
+    assert list_marks(warehouse, MODEL) == []
 
 
 def test_a_second_driver_takes_over_and_the_first_stops(warehouse):
