@@ -105,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                     load_profile(settings),
                     DetectConfig.from_settings(settings),
                     window_size=settings.window_size,
+                    batch_rows=settings.batch_rows,
                     name=name,
                     start=args.start,
                     end=args.end,

@@ -15,13 +15,13 @@ from datetime import UTC, datetime
 import polars as pl
 from distributed import Client
 
-from analytics.detect import DetectConfig, WindowSpec, run_windows
+from analytics.detect import BATCH_ROWS, DetectConfig, WindowSpec, run_windows
 from analytics.profile import ReferenceProfile
 from analytics.windows import KEY_SCHEMA, plan_windows
 from ingest import CorruptFileError, FileVanishedError, LandingError, Warehouse, hold
 from ingest.feed import file_keys
 from ingest.listing import landing_listing
-from ingest.paths import backfill_root
+from ingest.paths import backfill_root, drift_dir
 
 log = logging.getLogger("driftlake.analytics.backfill")
 ATTEMPTS = 3
@@ -62,6 +62,7 @@ def backfill(
     name: str,
     start: datetime | None = None,
     end: datetime | None = None,
+    batch_rows: int = BATCH_ROWS,
 ) -> BackfillReport:
     """Recompute the history of rows with ``start <= ts < end`` into ``backfill/<name>/``.
 
@@ -88,11 +89,13 @@ def backfill(
     root = backfill_root(name)
     since = None if start is None else int(start.astimezone(UTC).timestamp() * 1e6)
     with hold(warehouse, model, f"backfill-{name}", since or 0):
+        warehouse.remove_tree(drift_dir(model, root))  # a rerun recomputes the whole range
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 return _backfill_once(
-                    client, warehouse, profile, config, window_size, root, since, end, started
-                )
+                    client, warehouse, profile, config, window_size, batch_rows, root, since,
+                    end, started,
+                )  # fmt: skip
             except FileVanishedError as exc:
                 log.warning("event=backfill_restart attempt=%d reason=%s", attempt, exc)
     raise LandingError(
@@ -107,6 +110,7 @@ def _backfill_once(
     profile: ReferenceProfile,
     config: DetectConfig,
     window_size: int,
+    batch_rows: int,
     root: str,
     since: int | None,
     end: datetime | None,
@@ -133,7 +137,7 @@ def _backfill_once(
     plans, _ = plan_windows(frame, 2**62, window_size, 0, None)
     specs = [WindowSpec.from_plan(model, p, history_root=root) for p in plans]
     shared = client.scatter(profile, broadcast=True, hash=False) if specs else profile
-    results = run_windows(client, warehouse, specs, shared, config)
+    results = run_windows(client, warehouse, specs, shared, config, batch_rows)
     drifted = sum(r.dataset_drift for r in results)
     report = BackfillReport(
         root=root,

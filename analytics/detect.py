@@ -1,10 +1,12 @@
-"""Testing one window: read its rows, run every feature's test, decide, write its history.
+"""Testing windows: read their rows, run every feature's test, decide, write their history.
 
-:func:`run_window` is what a Dask worker executes; rows never pass through the driver.
+:func:`run_batch` is what a Dask worker executes for a run of consecutive windows; rows
+never pass through the driver, only the verdicts and the history rows do.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
@@ -13,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 from distributed import Client, Future
 
 from analytics import stattests
@@ -24,9 +27,11 @@ from analytics.stattests import KINDS, Kind, StatTest
 from analytics.windows import WindowPlan
 from ingest import Warehouse
 from ingest.errors import ConfigError
-from ingest.paths import DRIFT, drift_window_path
+from ingest.paths import DRIFT, drift_windows_path
 from ingest.reader import RowSelection, read_rows
 
+# rows a task tests (bench.analytics measures the per-task cost it spreads)
+BATCH_ROWS = 20_000
 HISTORY_SCHEMA = {
     "model": pl.String,
     "window_id": pl.Int64,
@@ -170,41 +175,113 @@ def run_windows(
     specs: Sequence[WindowSpec],
     profile: ReferenceProfile | Future,
     config: DetectConfig,
+    batch_rows: int = BATCH_ROWS,
 ) -> list[WindowResult]:
-    """Run :func:`run_window` for every spec on the Dask cluster; results in spec order.
+    """Test every spec on the Dask cluster and publish their history as one file; results in
+    spec order.
 
-    A task lost with its worker is retried on another one; its history file is simply
-    rewritten, so a retry never duplicates a window.
+    Consecutive windows go to one task until it holds ``batch_rows`` rows (fewer when that
+    leaves a worker thread idle): a task reads each landing file it needs once and pays the
+    per-task cost once for all its windows. A task lost with its worker is retried on
+    another one. The history file is named by the first and last window id, so writing the
+    same windows again (a restarted driver) replaces it, never duplicates them.
     """
     if not specs:
         return []
+    threads = sum(client.nthreads().values()) or 1
+    batches = _batches(specs, batch_rows, threads)
     futures = client.map(
-        run_window,
-        [warehouse] * len(specs),
-        specs,
+        run_batch,
+        [warehouse] * len(batches),
+        batches,
         profile=profile,
         config=config,
         pure=False,
         retries=2,
     )
-    return client.gather(futures)
+    tested = client.gather(futures)
+    results = [r for part, _ in tested for r in part]
+    first, last = specs[0], specs[-1]
+    path = drift_windows_path(
+        first.model,
+        datetime.fromtimestamp(last.end_us / 1e6, tz=UTC),
+        first.window_id,
+        last.window_id,
+        first.history_root,
+    )
+    history = pa.concat_tables([table for _, table in tested])
+    warehouse.publish_table(history, path, compression="zstd")
+    return [dataclasses.replace(r, history_path=path) for r in results]
+
+
+def _batches(
+    specs: Sequence[WindowSpec], batch_rows: int, threads: int
+) -> list[tuple[WindowSpec, ...]]:
+    """Cut consecutive specs into runs of about ``batch_rows`` rows, at least ``threads``
+    runs when there are that many windows."""
+    total = sum(s.rows for s in specs)
+    target = max(1, min(batch_rows, -(-total // threads)))
+    out: list[tuple[WindowSpec, ...]] = []
+    run: list[WindowSpec] = []
+    rows = 0
+    for spec in specs:
+        run.append(spec)
+        rows += spec.rows
+        if rows >= target:
+            out.append(tuple(run))
+            run, rows = [], 0
+    if run:
+        out.append(tuple(run))
+    return out
+
+
+def run_batch(
+    warehouse: Warehouse,
+    specs: Sequence[WindowSpec],
+    profile: ReferenceProfile,
+    config: DetectConfig,
+) -> tuple[list[WindowResult], pa.Table]:
+    """Test consecutive windows; return their verdicts and their history rows (not written).
+
+    Each landing file the windows share is read once (only the monitored columns).
+    """
+    kinds = [kind for kind in KINDS if profile.columns(kind)]
+    features = tuple(c for kind in kinds for c in profile.columns(kind))
+    options = {f.name: getattr(config, f.name) for f in fields(config) if f.init}
+    files: dict[str, pl.DataFrame] = {}
+    results, columns = [], []
+    for spec in specs:
+        frame = read_rows(warehouse, spec.selections, list(features), cache=files)
+        result, history = _test_window(frame, spec, profile, config, kinds, features, options)
+        results.append(result)
+        columns.append(history)
+    return results, _history_table(columns)
 
 
 def run_window(
     warehouse: Warehouse, spec: WindowSpec, profile: ReferenceProfile, config: DetectConfig
 ) -> WindowResult:
-    """Read one window's rows, test every monitored column, and write its history file.
+    """Test one window in this process and publish its history file (a window replayed by
+    hand; the job batches windows with :func:`run_windows`)."""
+    results, history = run_batch(warehouse, [spec], profile, config)
+    end = datetime.fromtimestamp(spec.end_us / 1e6, tz=UTC)
+    path = drift_windows_path(spec.model, end, spec.window_id, spec.window_id, spec.history_root)
+    warehouse.publish_table(history, path, compression="zstd")
+    return dataclasses.replace(results[0], history_path=path)
 
-    Each column kind is tested by the registered test ``config`` names for it, at once over
-    all columns of that kind. Rewriting a window (a retried task, a restarted driver)
-    replaces the same file, so history never holds a window twice.
-    """
-    kinds = [kind for kind in KINDS if profile.columns(kind)]
-    features = tuple(c for kind in kinds for c in profile.columns(kind))
-    frame = read_rows(warehouse, spec.selections, list(features))
-    options = {f.name: getattr(config, f.name) for f in fields(config) if f.init}
+
+def _test_window(
+    frame: pl.DataFrame,
+    spec: WindowSpec,
+    profile: ReferenceProfile,
+    config: DetectConfig,
+    kinds: list[Kind],
+    features: tuple[str, ...],
+    options: dict[str, Any],
+) -> tuple[WindowResult, dict[str, Any]]:
+    """Test one window's rows with the registered test of each column kind (all columns of
+    a kind at once); return the verdict and its history columns, one entry per feature."""
     parts = [test_kind(kind, frame, profile, config.test(kind), options) for kind in kinds]
-
     tests = [p.test.name for p in parts for _ in p.columns]
     statistic = _per_column(parts, lambda o: o.result.statistic, np.float64)
     pvals = _per_column(parts, lambda o: o.result.p_value, np.float64)
@@ -224,43 +301,38 @@ def run_window(
     else:
         dataset_drift = testable > 0 and drifted.sum() / testable >= config.drift_share
 
-    end = datetime.fromtimestamp(spec.end_us / 1e6, tz=UTC)
-    history = pl.DataFrame(
-        {
-            "model": spec.model,
-            "window_id": spec.window_id,
-            "window_start": datetime.fromtimestamp(spec.start_us / 1e6, tz=UTC),
-            "window_end": end,
-            "first_request_id": spec.first_request_id,
-            "last_request_id": spec.last_request_id,
-            "rows": spec.rows,
-            "replicas": len(spec.replicas),
-            "replica_names": [list(spec.replicas)] * len(features),
-            "late_rows": spec.late_rows,
-            "feature": list(features),
-            "test": tests,
-            "n_tested": _per_column(parts, lambda o: o.result.n_tested, np.int64),
-            "statistic": statistic,
-            "p_value": pvals,
-            "adjusted_p_value": decision.adjusted,
-            "threshold": np.where(by_p, decision.threshold, limit),
-            "drifted": drifted,
-            "null_share": _per_column(parts, lambda o: o.quality.null_share, np.float64),
-            "out_of_range_share": _per_column(
-                parts, lambda o: o.quality.out_of_range_share, np.float64
-            ),
-            "unseen_categories": [list(u) for p in parts for u in p.quality.unseen],
-            "dataset_drift": dataset_drift,
-            "features_drifting": int(drifted.sum()),
-            "correction": config.correction,
-            "alpha": config.alpha,
-            "computed_at": datetime.fromtimestamp(time.time(), tz=UTC),
-        },
-        schema=HISTORY_SCHEMA,
-    )
-    path = drift_window_path(spec.model, end, spec.window_id, spec.history_root)
-    warehouse.publish_table(history.to_arrow(), path, compression="zstd")
-    return WindowResult(
+    n = len(features)
+    history = {
+        "model": [spec.model] * n,
+        "window_id": np.full(n, spec.window_id, np.int64),
+        "window_start": np.full(n, spec.start_us, np.int64),
+        "window_end": np.full(n, spec.end_us, np.int64),
+        "first_request_id": [spec.first_request_id] * n,
+        "last_request_id": [spec.last_request_id] * n,
+        "rows": np.full(n, spec.rows, np.int64),
+        "replicas": np.full(n, len(spec.replicas), np.int32),
+        "replica_names": [list(spec.replicas)] * n,
+        "late_rows": np.full(n, spec.late_rows, np.int64),
+        "feature": list(features),
+        "test": tests,
+        "n_tested": _per_column(parts, lambda o: o.result.n_tested, np.int64),
+        "statistic": statistic,
+        "p_value": pvals,
+        "adjusted_p_value": np.asarray(decision.adjusted, np.float64),
+        "threshold": np.where(by_p, decision.threshold, limit).astype(np.float64),
+        "drifted": drifted,
+        "null_share": _per_column(parts, lambda o: o.quality.null_share, np.float64),
+        "out_of_range_share": _per_column(
+            parts, lambda o: o.quality.out_of_range_share, np.float64
+        ),
+        "unseen_categories": [list(u) for p in parts for u in p.quality.unseen],
+        "dataset_drift": np.full(n, dataset_drift, bool),
+        "features_drifting": np.full(n, int(drifted.sum()), np.int32),
+        "correction": [config.correction] * n,
+        "alpha": np.full(n, config.alpha, np.float64),
+        "computed_at": np.full(n, time.time_ns() // 1000, np.int64),
+    }
+    result = WindowResult(
         spec=spec,
         features=features,
         tests=tuple(tests),
@@ -269,8 +341,28 @@ def run_window(
         drifted=drifted,
         threshold=decision.threshold,
         dataset_drift=dataset_drift,
-        history_path=path,
+        history_path="",
     )
+    return result, history
+
+
+_TIMES = ("window_start", "window_end", "computed_at")
+
+
+def _history_table(windows: list[dict[str, Any]]) -> pa.Table:
+    """The history rows of several windows as one Arrow table of :data:`HISTORY_SCHEMA`
+    (built once per task: a frame per window costs more than testing it)."""
+    data: dict[str, Any] = {}
+    for name, dtype in HISTORY_SCHEMA.items():
+        parts = [w[name] for w in windows]
+        if isinstance(parts[0], np.ndarray):
+            data[name] = pl.Series(name, np.concatenate(parts))
+        else:
+            data[name] = pl.Series(name, [v for p in parts for v in p], dtype=dtype)
+    frame = pl.DataFrame(data).with_columns(
+        pl.col(c).cast(pl.Datetime("us")).dt.replace_time_zone("UTC") for c in _TIMES
+    )
+    return frame.cast(HISTORY_SCHEMA).to_arrow()
 
 
 def _per_column(

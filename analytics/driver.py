@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import socket
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 
 import polars as pl
 from distributed import Client, Future, KilledWorker
@@ -25,6 +25,7 @@ from distributed.client import FutureCancelledError
 from analytics.checkpoint import Checkpoint, claim_checkpoint, save_checkpoint
 from analytics.detect import DetectConfig, WindowResult, WindowSpec, run_windows
 from analytics.failpoints import failpoint
+from analytics.history import compact_history
 from analytics.profile import ReferenceProfile, load_profile
 from analytics.push import CycleState, Pusher
 from analytics.settings import AnalyticsSettings
@@ -32,11 +33,10 @@ from analytics.windows import plan_time_windows, plan_windows, watermark
 from ingest import CheckpointError, DriftlakeError, Warehouse
 from ingest.feed import advance, poll, release, seal
 from ingest.maintain import compact, retain
-from ingest.paths import drift_dir
+from ingest.paths import drift_dir, history_window_range
 
 log = logging.getLogger("driftlake.analytics.driver")
 CONSUMER = "analytics"  # this job's name in the landing zone's progress marks
-_WINDOW_FILE = re.compile(r"window-(\d+)\.parquet$")
 # What a cycle can fail with and the loop survives: storage trouble (landing zone, a
 # vanished or corrupt file), the network, or Dask giving up on a task or the cluster.
 CYCLE_FAILURES = (DriftlakeError, OSError, TimeoutError, KilledWorker, FutureCancelledError)
@@ -94,14 +94,16 @@ class Driver:
         self.last_result: WindowResult | None = None
         self._profile_future: Future | None = None
         self._lag_us = 0
+        self._history_compacted_on: date | None = None
         self._drop_uncommitted_history()
 
     # -- recovery -----------------------------------------------------------------------
     def _drop_uncommitted_history(self) -> None:
         """Delete history of windows past the checkpoint: a crash left them, they are redone."""
         for f in self.warehouse.list_files(drift_dir(self.model)):
-            m = _WINDOW_FILE.search(f.path)
-            if m and int(m.group(1)) >= self.checkpoint.next_window_id:
+            ids = history_window_range(f.path)
+            # a file holds one cycle's windows: all committed, or none
+            if ids and ids[0] >= self.checkpoint.next_window_id:
                 self.warehouse.delete(f.path)
                 log.info("event=history_rolled_back path=%s", f.path)
 
@@ -140,10 +142,15 @@ class Driver:
         results: list[WindowResult] = []
         if specs:
             results = run_windows(
-                self.client, self.warehouse, specs, self._profile_on_cluster(), self.config
+                self.client,
+                self.warehouse,
+                specs,
+                self._profile_on_cluster(),
+                self.config,
+                self.settings.batch_rows,
             )
         failpoint("history_written")
-        # Results are durable (each task published its history file): now advance.
+        # Results are durable (the cycle's history file is published): now advance.
         nxt = Checkpoint(
             next_window_id=cp.next_window_id + len(plans),
             cursor=plans[-1].end_key if plans else cp.cursor,
@@ -221,15 +228,22 @@ class Driver:
 
     # -- maintenance --------------------------------------------------------------------
     def maintain(self) -> None:
-        """Compact the hours this job has sealed (on the Dask cluster), then apply retention."""
+        """Compact the hours this job has sealed (on the Dask cluster) and the closed days of
+        its history, then apply retention."""
         policy = self.settings.maintenance
         compact(self.warehouse, self.model, policy.compaction_policy(), client=self.client)
+        self._compact_history()
         retain(self.warehouse, self.model, policy.retention_policy())
+
+    def _compact_history(self) -> None:
+        compact_history(self.warehouse, self.model, self.checkpoint.next_window_id)
+        self._history_compacted_on = datetime.now(UTC).date()
 
     # -- the loop -----------------------------------------------------------------------
     def run_forever(self, stop: threading.Event, on_cycle=None) -> None:
-        """Run a cycle every ``interval`` seconds until ``stop`` is set, and maintenance
-        (:meth:`maintain`) every ``compact_every`` seconds if that is set.
+        """Run a cycle every ``interval`` seconds until ``stop`` is set, maintenance
+        (:meth:`maintain`) every ``compact_every`` seconds if that is set, and the compaction
+        of the history's closed days once a day in any case.
 
         A failing cycle is logged, counted and retried next interval; only a CheckpointError
         (another driver took the model over) ends the loop.
@@ -241,6 +255,8 @@ class Driver:
                 report = self.run_cycle()
                 if on_cycle is not None:
                     on_cycle(report)
+                if self._history_compacted_on != datetime.now(UTC).date():
+                    self._compact_history()  # once a day: a day's cycle files become one
             except CheckpointError:
                 raise  # another driver owns the model now, or the state is unreadable
             except CYCLE_FAILURES as exc:

@@ -76,6 +76,12 @@ class AnalyticsSettings(BaseSettings):
     max_windows_per_cycle: int = Field(
         0, ge=0, description="Windows tested per cycle at most (0 = all that are closed)."
     )
+    batch_rows: int = Field(
+        20_000,
+        ge=1,
+        description="Rows one Dask task tests, in consecutive windows (fewer when that leaves "
+        "a worker thread idle): a task pays its fixed cost once for all its windows.",
+    )
     scheduler: str | None = Field(
         None, description="Dask scheduler address; None starts a local cluster."
     )

@@ -1,15 +1,19 @@
-"""Benchmark: analytics throughput (rows/s through read + test) and backfill on 1 vs 2 workers.
+"""Benchmark: analytics throughput (rows/s through read + test + history) on 1 vs 2 workers,
+with windows batched into tasks of ``--batch-rows`` rows, side by side.
 
-Run with ``uv run python -m bench.analytics [--rows N] [--rounds R]``. A landing zone of
-``--rows`` held-out breast-cancer rows (30 features, files of 1,000 rows) is built once in a
-temp dir; then each round backfills all of it on a fresh local cluster of 1 worker and of 2
-workers (alternating which goes first), timing only the ``backfill`` call. Reported: the
-median seconds, rows/s, and the 1-worker / 2-worker time ratio taken round by round.
+Run with ``uv run python -m bench.analytics [--rows N] [--window W] [--batch-rows B ...]``.
+A landing zone of ``--rows`` held-out breast-cancer rows (30 features, files of 1,000 rows) is
+built once in a temp dir; then each round backfills all of it on a fresh local cluster of 1
+worker and of 2 workers for every ``--batch-rows`` value (orders rotating), timing only the
+``backfill`` call. ``--batch-rows`` equal to ``--window`` is one window per task, as the job
+ran before windows were batched. Reported: median seconds, rows/s, rows/s per worker, and
+the 1-worker / 2-worker time ratio taken round by round.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import tempfile
 import time
@@ -31,9 +35,9 @@ def build_landing(root: Path, rows: int) -> Warehouse:
     return wh
 
 
-def run_backfill(wh: Warehouse, workers: int, window: int, name: str) -> float:
+def run_backfill(wh: Warehouse, workers: int, window: int, batch_rows: int, name: str) -> float:
     settings = AnalyticsSettings(
-        warehouse=wh.root,
+        warehouse=wh.url,
         reference_path=str(REFERENCE),
         window_size=window,
         n_workers=workers,
@@ -43,7 +47,7 @@ def run_backfill(wh: Warehouse, workers: int, window: int, name: str) -> float:
     with dask_client(settings) as client:
         client.wait_for_workers(workers)
         started = time.perf_counter()
-        backfill(client, wh, profile, config, window_size=window, name=name)
+        backfill(client, wh, profile, config, window_size=window, batch_rows=batch_rows, name=name)
         return time.perf_counter() - started
 
 
@@ -51,31 +55,39 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=200_000)
     p.add_argument("--window", type=int, default=1000)
+    p.add_argument("--batch-rows", type=int, nargs="+", default=[20_000])
     p.add_argument("--rounds", type=int, default=3)
     args = p.parse_args(argv)
+    cells = list(itertools.product(args.batch_rows, (1, 2)))
+    times: dict[tuple[int, int], list[float]] = {c: [] for c in cells}
+    ratios: dict[int, list[float]] = {b: [] for b in args.batch_rows}
     with tempfile.TemporaryDirectory() as tmp:
         wh = build_landing(Path(tmp) / "wh", args.rows)
-        times: dict[int, list[float]] = {1: [], 2: []}
-        ratios = []
         for r in range(args.rounds):
-            order = (1, 2) if r % 2 == 0 else (2, 1)
-            got = {w: run_backfill(wh, w, args.window, f"r{r}w{w}") for w in order}
-            for w, t in got.items():
-                times[w].append(t)
-            ratios.append(got[1] / got[2])
+            order = cells[r % len(cells) :] + cells[: r % len(cells)]
+            got = {
+                c: run_backfill(wh, c[1], args.window, c[0], f"r{r}b{c[0]}w{c[1]}") for c in order
+            }
+            for c, t in got.items():
+                times[c].append(t)
+            for b in args.batch_rows:
+                ratios[b].append(got[(b, 1)] / got[(b, 2)])
     windows = args.rows // args.window
     print(
         f"backfill of {args.rows:,} rows (30 features + prediction), {windows} windows of "
         f"{args.window} rows, median of {args.rounds} rounds"
     )
-    print(f"{'workers':>8} {'seconds':>9} {'rows/s':>10} {'windows/s':>10}")
-    for w, ts in times.items():
-        med = statistics.median(ts)
-        print(f"{w:>8} {med:>9.2f} {args.rows / med:>10,.0f} {windows / med:>10.1f}")
-    print(
-        f"time ratio 1 worker / 2 workers (per round, median): {statistics.median(ratios):.2f}"
-        f"  [{', '.join(f'{x:.2f}' for x in ratios)}]"
-    )
+    print("| batch rows | workers | seconds | rows/s | rows/s per worker | 1 / 2 workers |")
+    print("|---|---|---|---|---|---|")
+    for b, w in cells:
+        med = statistics.median(times[(b, w)])
+        ratio = statistics.median(ratios[b])
+        spread = ", ".join(f"{x:.2f}" for x in ratios[b])
+        print(
+            f"| {b:,} | {w} | {med:.2f} | {args.rows / med:,.0f} | {args.rows / med / w:,.0f} "
+            f"| {ratio:.2f} [{spread}] |" if w == 2 else
+            f"| {b:,} | {w} | {med:.2f} | {args.rows / med:,.0f} | {args.rows / med / w:,.0f} | |"
+        )  # fmt: skip
     return 0
 
 

@@ -4,8 +4,8 @@ Layout (hive ``key=value`` partitions, relative to the warehouse root)::
 
     landing/model=<m>/date=YYYY-MM-DD/hour=HH/<replica>-<seq>-<uuid8>.parquet
     landing/model=<m>/date=YYYY-MM-DD/hour=HH/compacted-<group>-<part>of<parts>.parquet
-    drift/model=<m>/date=YYYY-MM-DD/window-<id>.parquet
-    backfill/<run>/model=<m>/date=YYYY-MM-DD/window-<id>.parquet
+    drift/model=<m>/date=YYYY-MM-DD/windows-<first id>-<last id>.parquet
+    backfill/<run>/model=<m>/date=YYYY-MM-DD/windows-<first id>-<last id>.parquet
     _staging/<name>.tmp                  (temp files, outside every scanned tree)
     _state/model=<m>/<name>              (analytics checkpoints)
     _state/model=<m>/progress-<consumer>.json  (what each reader has finished with)
@@ -160,9 +160,30 @@ def backfill_root(name: str) -> str:
 
 
 def drift_window_path(model: str, window_end: datetime, window_id: int, root: str = DRIFT) -> str:
-    """Return the history file of one window; the id makes rewriting a window idempotent."""
+    """Return the history file of one window (as written before windows were batched)."""
     day = f"{window_end.astimezone(UTC):%Y-%m-%d}"
     return f"{drift_dir(model, root)}/date={day}/window-{window_id:010d}.parquet"
+
+
+def drift_windows_path(
+    model: str, window_end: datetime, first: int, last: int, root: str = DRIFT
+) -> str:
+    """Return the history file of windows ``first``..``last`` (inclusive), filed under the
+    date of ``window_end``; the ids make rewriting the same windows idempotent."""
+    day = f"{window_end.astimezone(UTC):%Y-%m-%d}"
+    return f"{drift_dir(model, root)}/date={day}/windows-{first:010d}-{last:010d}.parquet"
+
+
+_HISTORY_FILE = re.compile(r"/windows?-(\d+)(?:-(\d+))?\.parquet$")
+
+
+def history_window_range(path: str) -> tuple[int, int] | None:
+    """The first and last window id a history file holds, from its name (None: not one)."""
+    m = _HISTORY_FILE.search(path)
+    if m is None:
+        return None
+    first = int(m.group(1))
+    return first, int(m.group(2) or first)
 
 
 def model_cache_path(key: str) -> str:

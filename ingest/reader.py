@@ -123,12 +123,16 @@ def read_keys(warehouse: Warehouse, path: str) -> pl.DataFrame:
 
 
 def read_rows(
-    warehouse: Warehouse, selections: Sequence[RowSelection], columns: Iterable[str]
+    warehouse: Warehouse,
+    selections: Sequence[RowSelection],
+    columns: Iterable[str],
+    cache: dict[str, pl.DataFrame] | None = None,
 ) -> pl.DataFrame:
     """Read the selected rows of several landing files (only ``columns``) into one frame.
 
     Files of different model versions may hold different columns or types: a column a file
-    lacks is null for its rows, and numeric types widen (float32 to float64).
+    lacks is null for its rows, and numeric types widen (float32 to float64). Give the same
+    ``cache`` to calls that read the same columns and a file is read once for all of them.
 
     Raises
     ------
@@ -140,8 +144,12 @@ def read_rows(
     cols = list(dict.fromkeys([*KEY_COLUMNS, *columns]))
     frames = []
     for sel in selections:
-        frame = pl.from_arrow(read_file(warehouse, sel.path, cols))
-        assert isinstance(frame, pl.DataFrame)
+        frame = None if cache is None else cache.get(sel.path)
+        if frame is None:
+            frame = pl.from_arrow(read_file(warehouse, sel.path, cols))
+            assert isinstance(frame, pl.DataFrame)
+            if cache is not None:
+                cache[sel.path] = frame
         frames.append(frame[list(sel.rows)])
     if not frames:
         return pl.DataFrame()

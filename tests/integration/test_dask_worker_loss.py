@@ -14,7 +14,6 @@ from analytics import AnalyticsSettings, Driver, dask_client, load_checkpoint, r
 from harness import MODEL, REFERENCE
 from harness.landing import holdout_rows, write_landing
 from ingest import Warehouse
-from ingest.paths import drift_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -28,6 +27,7 @@ def test_cycle_survives_a_killed_worker(tmp_path):
         warehouse=str(tmp_path / "wh"),
         reference_path=str(REFERENCE),
         window_size=WINDOW,
+        batch_rows=500,  # 12 tasks: some done, some lost with the worker
         n_workers=2,
         dashboard_address=None,
     )
@@ -41,10 +41,11 @@ def test_cycle_survives_a_killed_worker(tmp_path):
         )
         cycle.start()
         deadline = time.monotonic() + 120
-        while not wh.list_files(drift_dir(MODEL)):  # the first window is done: kill now
-            assert time.monotonic() < deadline, "no window was ever written"
+        while not (busy := [w for w, keys in client.processing().items() if keys]):
+            assert time.monotonic() < deadline, "no window task ever started"
             time.sleep(0.01)
-        victim = next(iter(pids.values()))
+        victim = pids[busy[0]]
+        assert cycle.is_alive()  # mid-cycle: a batch in flight on the victim
         os.kill(victim, signal.SIGKILL)
         cycle.join(timeout=240)
         assert not cycle.is_alive()
