@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -44,18 +45,8 @@ class LocalWarehouse(Warehouse):
         name = rel.replace("/", "__")[-120:]
         return self.uri(f"{paths.STAGING}/{uuid.uuid4().hex[:12]}-{name}.tmp")
 
-    def publish_table(
-        self,
-        table: pa.Table,
-        rel: str,
-        *,
-        exclusive: bool = False,
-        compression: str = "zstd",
-        compression_level: int | None = 1,
-        row_group_size: int | None = None,
-        use_dictionary: bool | list[str] = True,
-        write_statistics: bool | list[str] = True,
-        cache: bool = True,
+    def _publish(
+        self, table: pa.Table, rel: str, exclusive: bool, options: dict[str, Any], cache: bool
     ) -> StoredFile:
         # the temp file lives under _staging/ (outside every scanned tree, same volume) and is
         # made durable before it is moved into place: after a crash a published file is
@@ -65,15 +56,7 @@ class LocalWarehouse(Warehouse):
         try:
             os.makedirs(os.path.dirname(tmp), exist_ok=True)
             os.makedirs(os.path.dirname(dest), exist_ok=True)
-            pq.write_table(
-                table,
-                tmp,
-                compression=compression,
-                compression_level=compression_level,
-                row_group_size=row_group_size,
-                use_dictionary=use_dictionary,
-                write_statistics=write_statistics,
-            )
+            pq.write_table(table, tmp, **options)
             fd = os.open(tmp, os.O_RDONLY)
             try:
                 _make_durable(fd, cache)

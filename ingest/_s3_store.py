@@ -160,29 +160,11 @@ class S3Warehouse(Warehouse):
     def open_input(self, rel: str) -> _ObjectFile:
         return _ObjectFile(self.store, rel)
 
-    def publish_table(
-        self,
-        table: pa.Table,
-        rel: str,
-        *,
-        exclusive: bool = False,
-        compression: str = "zstd",
-        compression_level: int | None = 1,
-        row_group_size: int | None = None,
-        use_dictionary: bool | list[str] = True,
-        write_statistics: bool | list[str] = True,
-        cache: bool = True,
+    def _publish(
+        self, table: pa.Table, rel: str, exclusive: bool, options: dict[str, Any], cache: bool
     ) -> StoredFile:
         sink = pa.BufferOutputStream()
-        pq.write_table(
-            table,
-            sink,
-            compression=compression,
-            compression_level=compression_level,
-            row_group_size=row_group_size,
-            use_dictionary=use_dictionary,
-            write_statistics=write_statistics,
-        )
+        pq.write_table(table, sink, **options)
         body = sink.getvalue()
         # one PUT: S3 shows an object only once its upload completed, so a reader never sees
         # part of it (a single PUT holds up to 5 GiB, far above any landing or history file)

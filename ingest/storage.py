@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 
@@ -122,6 +122,19 @@ class Warehouse:
         upload that already landed). ``cache=False`` asks a local backend to drop the file's
         pages from this host's page cache once they are on disk.
         """
+        options = {
+            "compression": compression,
+            "compression_level": compression_level,
+            "row_group_size": row_group_size,
+            "use_dictionary": use_dictionary,
+            "write_statistics": write_statistics,
+        }
+        return self._publish(table, rel, exclusive, options, cache)
+
+    def _publish(
+        self, table: pa.Table, rel: str, exclusive: bool, options: dict[str, Any], cache: bool
+    ) -> StoredFile:
+        """Write ``table`` with ``pq.write_table(**options)``, visible only whole."""
         raise NotImplementedError
 
     def write_bytes(self, rel: str, data: bytes) -> None:
