@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +88,12 @@ def categorical_quality(frame: pl.DataFrame, reference: CategoricalReference) ->
     )
 
 
+def numeric_matrix(frame: pl.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """``columns`` of ``frame`` as float64 ``[rows, columns]`` (null becomes NaN)."""
+    window = frame.select(pl.col(c).cast(pl.Float64) for c in columns).to_numpy()
+    return np.asarray(window, dtype=np.float64).reshape(frame.height, len(columns))
+
+
 @dataclass(frozen=True, eq=False)
 class KindOutcome:
     """The columns of one kind in a window: which they are, the test run, its result, quality."""
@@ -105,6 +111,7 @@ def test_kind(
     profile: ReferenceProfile,
     test: StatTest,
     options: Mapping[str, Any],
+    numeric: np.ndarray | None = None,
 ) -> KindOutcome:
     """Test all columns of ``kind`` in a window with ``test`` and measure their quality.
 
@@ -120,6 +127,9 @@ def test_kind(
         A registered test applying to ``kind``.
     options
         Passed to the test's function (the detect configuration's fields by name).
+    numeric
+        The window's numeric columns as float64 ``[rows, columns]`` if the caller has them
+        already (a batch converts all its windows' rows at once).
 
     Returns
     -------
@@ -129,8 +139,7 @@ def test_kind(
     columns = profile.columns(kind)
     reference = profile.reference(kind)
     if kind == "numeric":
-        window = frame.select(pl.col(c).cast(pl.Float64) for c in columns).to_numpy()
-        window = np.asarray(window, dtype=np.float64).reshape(frame.height, len(columns))
+        window = numeric_matrix(frame, columns) if numeric is None else numeric
         quality = numeric_quality(window, profile.low, profile.high)
         return KindOutcome(columns, test, test(reference, window, options), quality)
     values = {c: frame[c].to_list() for c in columns}

@@ -19,7 +19,7 @@ import pyarrow as pa
 from distributed import Client, Future
 
 from analytics import stattests
-from analytics.columns import KindOutcome, test_kind
+from analytics.columns import KindOutcome, numeric_matrix, test_kind
 from analytics.correction import Correction, correct
 from analytics.profile import ReferenceProfile
 from analytics.settings import AnalyticsSettings
@@ -248,13 +248,20 @@ def run_batch(
     kinds = [kind for kind in KINDS if profile.columns(kind)]
     features = tuple(c for kind in kinds for c in profile.columns(kind))
     options = {f.name: getattr(config, f.name) for f in fields(config) if f.init}
-    files: dict[str, pl.DataFrame] = {}
-    results, columns = [], []
+    # all the batch's rows at once, in window order: each file read once, one conversion
+    selections = [s for spec in specs for s in spec.selections]
+    rows = read_rows(warehouse, selections, list(features), cache={})
+    numeric = numeric_matrix(rows, profile.columns("numeric")) if "numeric" in kinds else None
+    results, columns, at = [], [], 0
     for spec in specs:
-        frame = read_rows(warehouse, spec.selections, list(features), cache=files)
-        result, history = _test_window(frame, spec, profile, config, kinds, features, options)
+        frame = rows.slice(at, spec.rows)
+        window = None if numeric is None else numeric[at : at + spec.rows]
+        result, history = _test_window(
+            frame, window, spec, profile, config, kinds, features, options
+        )
         results.append(result)
         columns.append(history)
+        at += spec.rows
     return results, _history_table(columns)
 
 
@@ -272,6 +279,7 @@ def run_window(
 
 def _test_window(
     frame: pl.DataFrame,
+    numeric: np.ndarray | None,
     spec: WindowSpec,
     profile: ReferenceProfile,
     config: DetectConfig,
@@ -281,7 +289,7 @@ def _test_window(
 ) -> tuple[WindowResult, dict[str, Any]]:
     """Test one window's rows with the registered test of each column kind (all columns of
     a kind at once); return the verdict and its history columns, one entry per feature."""
-    parts = [test_kind(kind, frame, profile, config.test(kind), options) for kind in kinds]
+    parts = [test_kind(kind, frame, profile, config.test(kind), options, numeric) for kind in kinds]
     tests = [p.test.name for p in parts for _ in p.columns]
     statistic = _per_column(parts, lambda o: o.result.statistic, np.float64)
     pvals = _per_column(parts, lambda o: o.result.p_value, np.float64)
