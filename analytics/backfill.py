@@ -136,8 +136,7 @@ def _backfill_once(
         frame = frame.filter(pl.col("ts") < int(end.astimezone(UTC).timestamp() * 1e6))
     plans, _ = plan_windows(frame, 2**62, window_size, 0, None)
     specs = [WindowSpec.from_plan(model, p, history_root=root) for p in plans]
-    shared = client.scatter(profile, broadcast=True, hash=False) if specs else profile
-    results = run_windows(client, warehouse, specs, shared, config, batch_rows)
+    results = run_windows(client, warehouse, specs, profile, config, batch_rows)
     drifted = sum(r.dataset_drift for r in results)
     report = BackfillReport(
         root=root,

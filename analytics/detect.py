@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
-from distributed import Client, Future
+from distributed import Client
 
 from analytics import stattests
 from analytics.columns import KindOutcome, numeric_matrix, test_kind
@@ -173,7 +173,7 @@ def run_windows(
     client: Client,
     warehouse: Warehouse,
     specs: Sequence[WindowSpec],
-    profile: ReferenceProfile | Future,
+    profile: ReferenceProfile,
     config: DetectConfig,
     batch_rows: int = BATCH_ROWS,
 ) -> list[WindowResult]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 import polars as pl
-from distributed import Client, Future, KilledWorker
+from distributed import Client, KilledWorker
 from distributed.client import FutureCancelledError
 
 from analytics.checkpoint import Checkpoint, claim_checkpoint, save_checkpoint
@@ -92,7 +92,6 @@ class Driver:
         self.checkpoint, self._version = claim_checkpoint(self.warehouse, self.model, self.owner)
         self.cycle_errors = 0
         self.last_result: WindowResult | None = None
-        self._profile_future: Future | None = None
         self._lag_us = 0
         self._history_compacted_on: date | None = None
         self._drop_uncommitted_history()
@@ -106,12 +105,6 @@ class Driver:
             if ids and ids[0] >= self.checkpoint.next_window_id:
                 self.warehouse.delete(f.path)
                 log.info("event=history_rolled_back path=%s", f.path)
-
-    def _profile_on_cluster(self) -> Future:
-        # Scattered once and reused; re-sent only if the cluster lost every copy.
-        if self._profile_future is None or self._profile_future.status != "finished":
-            self._profile_future = self.client.scatter(self.profile, broadcast=True, hash=False)
-        return self._profile_future
 
     # -- one cycle ----------------------------------------------------------------------
     def run_cycle(self, now: float | None = None) -> CycleReport:
@@ -145,7 +138,10 @@ class Driver:
                 self.client,
                 self.warehouse,
                 specs,
-                self._profile_on_cluster(),
+                # with each task, not scattered: Dask's memory manager drops the copies a
+                # broadcast made, leaving a new or surviving worker without it (no tasks, or
+                # a lost cycle); with batching a cycle has about one task per thread
+                self.profile,
                 self.config,
                 self.settings.batch_rows,
             )

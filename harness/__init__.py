@@ -14,6 +14,8 @@ serving, ingest or analytics.
 - ``settings``: the settings classes' fields as the environment and the command line see them.
 - ``s3``, ``fault_proxy``: moto's S3 server on loopback, its buckets and the AWS environment
   that reaches it; a proxy in front of it that answers 503 SlowDown, resets or stalls requests.
+- ``multihost``: every service on its own namespace host over an s3:// warehouse, a worker
+  joining and one killed mid-stream (``python -m harness.multihost``, as root).
 """
 
 from __future__ import annotations
