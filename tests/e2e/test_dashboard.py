@@ -143,7 +143,7 @@ def test_status_page_renders_the_demo_s_tasks(tmp_path):
                 browser.close()
 
         assert "Dask" in title, title
-        assert len(tasks) >= 3 and all("window" in name for name in tasks), tasks
+        assert len(tasks) >= 3 and all("run_batch" in name for name in tasks), tasks
         # a blank or error page has a handful of colours; plots and text have many
         assert distinct_colours(shot) > 50, shot
 
