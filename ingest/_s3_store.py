@@ -158,7 +158,12 @@ class S3Warehouse(Warehouse):
         return f"{base}/{rel}" if rel else base
 
     def open_input(self, rel: str) -> _ObjectFile:
-        return _ObjectFile(self.store, rel)
+        try:
+            return _ObjectFile(self.store, rel)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            raise LandingError(f"cannot read {self.uri(rel)}: {_short(exc)}") from exc
 
     def _publish(
         self, table: pa.Table, rel: str, exclusive: bool, options: dict[str, Any], cache: bool
@@ -267,12 +272,28 @@ class S3Warehouse(Warehouse):
 
 
 class _ObjectFile(io.RawIOBase):
-    """A read-only, seekable file over one object: each read is one ranged GET (a Parquet
-    footer read fetches the object's tail only)."""
+    """A read-only, seekable file over one object for pyarrow.
+
+    The first request fetches the object's last 64 KiB (a Parquet footer) and learns its
+    size from the answer, with no HEAD; an object of at most ``_WHOLE`` bytes is then fetched
+    entire by a second request, so reading a landing file costs two requests. Reads of a
+    larger object outside its tail are ranged GETs (a footer read fetches the tail only).
+    """
 
     def __init__(self, store: S3Store, path: str) -> None:
         self._store, self._path, self._pos = store, path, 0
-        self._size = obs.head(store, path)["size"]  # FileNotFoundError if gone
+        try:
+            got = obs.get(store, path, options={"range": {"suffix": _TAIL}})
+        except FileNotFoundError:
+            raise
+        except Exception:  # an empty object has no suffix to give (416): fetch it whole
+            got = obs.get(store, path)
+        self._size = int(got.meta["size"])
+        self._data = bytes(got.bytes())
+        self._start = self._size - len(self._data)  # where the bytes held begin
+        if self._start > 0 and self._size <= _WHOLE:
+            head = obs.get_range(store, path, start=0, end=self._start)
+            self._data, self._start = bytes(head) + self._data, 0
 
     def readable(self) -> bool:
         return True
@@ -292,11 +313,18 @@ class _ObjectFile(io.RawIOBase):
         end = min(self._pos + len(buffer), self._size)
         if end <= self._pos:
             return 0
-        data = obs.get_range(self._store, self._path, start=self._pos, end=end)
+        if self._pos >= self._start:
+            data = memoryview(self._data)[self._pos - self._start : end - self._start]
+        else:
+            data = memoryview(obs.get_range(self._store, self._path, start=self._pos, end=end))
         n = len(data)
-        memoryview(buffer)[:n] = memoryview(data)
+        memoryview(buffer)[:n] = data
         self._pos += n
         return n
+
+
+_TAIL = 64 * 1024
+_WHOLE = 16 * 1024 * 1024  # landing files are far smaller; compacted parts may not be
 
 
 def _short(exc: BaseException) -> str:

@@ -212,10 +212,12 @@ def test_compaction_retention_and_quarantine_on_s3(s3_url):
     ids = write_landing(wh, holdout_rows(300, seed=3), start=old, per_file=20)
     ids += write_landing(wh, holdout_rows(100, seed=4), start=old + timedelta(hours=1))
     bad = list_landing(wh, MODEL)[0].path.rsplit("/", 1)[0] + "/r9-000000000001-deadbeef.parquet"
+    empty = bad.replace("-deadbeef", "-0000beef")
     obs.put(wh.store, bad, b"not parquet at all")
-    batch = poll(wh, MODEL, FeedMark())  # the driver's poll moves it aside with the reason
-    assert [q.path for q in batch.quarantined] == [bad]
-    assert wh.stat(bad) is None
+    obs.put(wh.store, empty, b"")  # no suffix range to give: read whole, found corrupt
+    batch = poll(wh, MODEL, FeedMark())  # the driver's poll moves them aside with the reason
+    assert sorted(q.path for q in batch.quarantined) == sorted([bad, empty])
+    assert wh.stat(bad) is None and wh.stat(empty) is None
     before = read_landing(wh, MODEL).sort("request_id")
     assert sorted(before["request_id"].to_list()) == sorted(ids)
     mark_sealed(wh, MODEL, "analytics", int((old + timedelta(hours=3)).timestamp() * 1e6))
