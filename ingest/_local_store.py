@@ -38,7 +38,7 @@ class LocalWarehouse(Warehouse):
     def uri(self, rel: str) -> str:
         return f"{self.root}/{rel}" if rel else self.root
 
-    def open_input(self, rel: str) -> str:
+    def open_input(self, rel: str, whole: bool = False) -> str:
         return self.uri(rel)
 
     def _staging_file(self, rel: str) -> str:

@@ -157,8 +157,10 @@ class S3Warehouse(Warehouse):
         base = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
         return f"{base}/{rel}" if rel else base
 
-    def open_input(self, rel: str) -> _ObjectFile:
+    def open_input(self, rel: str, whole: bool = False) -> _ObjectFile | pa.BufferReader:
         try:
+            if whole:  # one request; else a footer read fetches only the object's tail
+                return pa.BufferReader(bytes(obs.get(self.store, rel).bytes()))
             return _ObjectFile(self.store, rel)
         except FileNotFoundError:
             raise

@@ -67,9 +67,9 @@ class RowSelection:
     rows: tuple[int, ...]
 
 
-def _open(warehouse: Warehouse, path: str) -> pq.ParquetFile:
+def _open(warehouse: Warehouse, path: str, whole: bool = False) -> pq.ParquetFile:
     try:
-        return pq.ParquetFile(warehouse.open_input(path))
+        return pq.ParquetFile(warehouse.open_input(path, whole))
     except FileNotFoundError as exc:
         raise FileVanishedError(path) from exc
     except (OSError, pa.ArrowException) as exc:
@@ -86,7 +86,7 @@ def read_file(warehouse: Warehouse, path: str, columns: Sequence[str] | None = N
     FileVanishedError
         If the file is gone (list the landing zone again).
     """
-    pf = _open(warehouse, path)
+    pf = _open(warehouse, path, whole=True)
     try:
         names = pf.schema_arrow.names
         columns = names if columns is None else columns

@@ -97,9 +97,9 @@ class Warehouse:
         pyarrow and DuckDB read; pass :attr:`storage_options` to Polars)."""
         raise NotImplementedError
 
-    def open_input(self, rel: str) -> str | BinaryIO:
+    def open_input(self, rel: str, whole: bool = False) -> str | BinaryIO | pa.NativeFile:
         """Return what ``pyarrow.parquet.ParquetFile`` opens to read ``rel`` (FileNotFoundError
-        if it is gone)."""
+        if it is gone); ``whole`` says most of it will be read (a store fetches it at once)."""
         raise NotImplementedError
 
     def publish_table(
