@@ -250,7 +250,7 @@ def run_batch(
     options = {f.name: getattr(config, f.name) for f in fields(config) if f.init}
     # all the batch's rows at once, in window order: each file read once, one conversion
     selections = [s for spec in specs for s in spec.selections]
-    rows = read_rows(warehouse, selections, list(features), cache={})
+    rows = read_rows(warehouse, selections, list(features))
     numeric = numeric_matrix(rows, profile.columns("numeric")) if "numeric" in kinds else None
     results, columns, at = [], [], 0
     for spec in specs:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ import pyarrow as pa
 from analytics import WindowSpec
 from analytics.windows import plan_windows
 from harness import MODEL, REFERENCE
+from harness.procs import driftlake_env, run_python
 from ingest import ModelSchema, Warehouse
 from ingest.capture import LandingWriter
 from ingest.reader import list_landing, read_keys
@@ -133,3 +135,23 @@ def write_landing(
         ids += rid
     writer.close()
     return ids
+
+
+def drain(warehouse: str | object, failpoint: str | None = None, **env: str) -> int:
+    """Run ``python -m analytics run --drain`` over ``warehouse`` (100-row windows, two a
+    cycle, one worker) with ``failpoint`` armed; return its exit code (0, or -SIGKILL at the
+    failpoint). ``env`` adds variables (an s3:// warehouse's ``AWS_*``)."""
+    settings: dict[str, Any] = {
+        "warehouse": warehouse,
+        "reference_path": REFERENCE,
+        "window_size": 100,
+        "max_windows_per_cycle": 2,
+        "n_workers": 1,
+        "dashboard_address": "",
+    }
+    if failpoint:
+        settings["failpoint"] = failpoint
+    proc = run_python(["-m", "analytics", "run", "--drain"], env=driftlake_env(**settings) | env)
+    if proc.returncode not in (0, -signal.SIGKILL):
+        raise AssertionError(proc.stderr[-3000:])
+    return proc.returncode

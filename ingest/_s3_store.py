@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import threading
 import time
 from datetime import timedelta
@@ -43,6 +44,7 @@ _RETRY = {
 }
 _CLIENT = {"connect_timeout": timedelta(seconds=5), "timeout": timedelta(seconds=60)}
 
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _open: dict[str, S3Warehouse] = {}
 _open_lock = threading.Lock()
 
@@ -107,15 +109,23 @@ class S3Warehouse(Warehouse):
         if "store" in self.__dict__:  # Warehouse(url) returned this process's open one
             return
         bucket, _, prefix = url.removeprefix("s3://").partition("/")
-        if not bucket:
-            raise ConfigError(f"warehouse URL {url!r} names no bucket: expected s3://bucket/prefix")
+        if _BUCKET.fullmatch(bucket) is None:
+            raise ConfigError(
+                f"warehouse URL {url!r}: {bucket!r} is not a bucket name (3-63 characters of "
+                "a-z, 0-9, '.', '-'): expected s3://bucket/prefix"
+            )
+        parts = prefix.strip("/").split("/") if prefix.strip("/") else []
+        if any(p in ("", ".", "..") or not p.isprintable() for p in parts):
+            raise ConfigError(
+                f"warehouse URL {url!r}: the prefix {prefix!r} has an empty, '.', '..' or "
+                "unprintable segment"
+            )
         self.url = url
         self.bucket = bucket
-        self.prefix = prefix.strip("/")
+        self.prefix = "/".join(parts)
         self._options = s3_environment() if options is None else options
         config = {k.removeprefix("aws_"): v for k, v in self._options.items()}
-        config["allow_http"] = config.get("allow_http") == "true"
-        allow_http = config.pop("allow_http")
+        allow_http = config.pop("allow_http", "") == "true"
         self.store = S3Store(
             bucket,
             prefix=self.prefix or None,

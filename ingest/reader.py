@@ -123,16 +123,13 @@ def read_keys(warehouse: Warehouse, path: str) -> pl.DataFrame:
 
 
 def read_rows(
-    warehouse: Warehouse,
-    selections: Sequence[RowSelection],
-    columns: Iterable[str],
-    cache: dict[str, pl.DataFrame] | None = None,
+    warehouse: Warehouse, selections: Sequence[RowSelection], columns: Iterable[str]
 ) -> pl.DataFrame:
-    """Read the selected rows of several landing files (only ``columns``) into one frame.
+    """Read the selected rows of several landing files (only ``columns``) into one frame,
+    in selection order; a file several selections name is read once.
 
     Files of different model versions may hold different columns or types: a column a file
-    lacks is null for its rows, and numeric types widen (float32 to float64). Give the same
-    ``cache`` to calls that read the same columns and a file is read once for all of them.
+    lacks is null for its rows, and numeric types widen (float32 to float64).
 
     Raises
     ------
@@ -142,15 +139,15 @@ def read_rows(
         If a file is gone.
     """
     cols = list(dict.fromkeys([*KEY_COLUMNS, *columns]))
-    frames = []
-    for sel in selections:
-        frame = None if cache is None else cache.get(sel.path)
-        if frame is None:
-            frame = pl.from_arrow(read_file(warehouse, sel.path, cols))
-            assert isinstance(frame, pl.DataFrame)
-            if cache is not None:
-                cache[sel.path] = frame
-        frames.append(frame[list(sel.rows)])
+    paths = list(dict.fromkeys(sel.path for sel in selections))
+
+    def load(path: str) -> pl.DataFrame:
+        frame = pl.from_arrow(read_file(warehouse, path, cols))
+        assert isinstance(frame, pl.DataFrame)
+        return frame
+
+    files = {path: load(path) for path in paths}
+    frames = [files[sel.path][list(sel.rows)] for sel in selections]
     if not frames:
         return pl.DataFrame()
     return pl.concat(frames, how="diagonal_relaxed")

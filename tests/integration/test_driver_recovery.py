@@ -9,30 +9,11 @@ import polars as pl
 import pytest
 
 from analytics import load_checkpoint, read_history
-from harness import MODEL, REFERENCE
-from harness.landing import holdout_rows, write_landing
-from harness.procs import driftlake_env, run_python
+from harness import MODEL
+from harness.landing import drain, holdout_rows, write_landing
 from ingest import Warehouse
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
-
-
-def drain(wh, failpoint: str | None = None) -> int:
-    """Run ``python -m analytics run --drain`` (2 windows per cycle) and return its code."""
-    settings = {
-        "warehouse": wh,
-        "reference_path": REFERENCE,
-        "window_size": 100,
-        "max_windows_per_cycle": 2,
-        "n_workers": 1,
-        "dashboard_address": "",
-    }
-    if failpoint:
-        settings["failpoint"] = failpoint
-    proc = run_python(["-m", "analytics", "run", "--drain"], env=driftlake_env(**settings))
-    if proc.returncode not in (0, -signal.SIGKILL):
-        raise AssertionError(proc.stderr[-3000:])
-    return proc.returncode
 
 
 def comparable(wh) -> pl.DataFrame:

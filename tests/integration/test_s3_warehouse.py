@@ -26,8 +26,7 @@ import pytest
 
 from analytics import AnalyticsSettings, Driver, dask_client, load_checkpoint, read_history
 from harness import MODEL, REFERENCE
-from harness.landing import holdout_rows, write_landing
-from harness.procs import driftlake_env, run_python
+from harness.landing import drain, holdout_rows, write_landing
 from harness.s3 import FaultProxy, aws_env
 from harness.servers import holdout_features, model_server, parse_metrics, send_rows
 from ingest import CheckpointError, LandingError, Warehouse
@@ -119,23 +118,6 @@ def test_a_second_driver_takes_over_and_the_first_stops(warehouse):
     assert load_checkpoint(warehouse, MODEL).next_window_id == 4
 
 
-def drain(url: str, env: dict[str, str], failpoint: str | None = None) -> int:
-    settings = {
-        "warehouse": url,
-        "reference_path": REFERENCE,
-        "window_size": 100,
-        "max_windows_per_cycle": 2,
-        "n_workers": 1,
-        "dashboard_address": "",
-    }
-    if failpoint:
-        settings["failpoint"] = failpoint
-    proc = run_python(["-m", "analytics", "run", "--drain"], env=driftlake_env(**settings) | env)
-    if proc.returncode not in (0, -signal.SIGKILL):
-        raise AssertionError(proc.stderr[-3000:])
-    return proc.returncode
-
-
 def fill(warehouse: Warehouse) -> None:
     start = datetime(2026, 11, 30, 10, tzinfo=UTC)
     write_landing(warehouse, holdout_rows(450, seed=1), replica="r1", per_file=40, start=start)
@@ -155,7 +137,7 @@ def landed(tmp_path_factory) -> tuple[Warehouse, pl.DataFrame]:
     fill(base)
     wh = Warehouse(tmp_path_factory.mktemp("local") / "wh")
     copy(base, wh)
-    assert drain(wh.url, {}) == 0
+    assert drain(wh.url) == 0
     return base, read_history(wh, MODEL).drop("computed_at")
 
 
@@ -173,8 +155,8 @@ def test_sigkill_at_each_crash_point_on_s3_gives_the_local_uninterrupted_history
     base, local_history = landed
     copy(base, Warehouse(s3_url))
     if failpoint:
-        assert drain(s3_url, moto.env, failpoint) == -signal.SIGKILL
-    assert drain(s3_url, moto.env) == 0
+        assert drain(s3_url, failpoint, **moto.env) == -signal.SIGKILL
+    assert drain(s3_url, **moto.env) == 0
     got = read_history(Warehouse(s3_url), MODEL).drop("computed_at")
     assert local_history["window_id"].n_unique() == 9
     assert got.equals(local_history)

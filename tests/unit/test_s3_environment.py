@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ingest import ConfigError
+from ingest import ConfigError, Warehouse
 from ingest._s3_store import s3_environment
 
 pytestmark = pytest.mark.unit
@@ -62,3 +62,11 @@ def test_an_unknown_profile_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("AWS_PROFILE", "nobody")
     with pytest.raises(ConfigError, match="AWS profile 'nobody' is unusable"):
         s3_environment()
+
+
+@pytest.mark.parametrize(
+    "url", ["s3://Bad_Bucket/wh", "s3:///wh", "s3://ok-bucket/../wh", "s3://ok-bucket/a//b"]
+)
+def test_a_bad_bucket_or_prefix_is_refused_before_any_request(url):
+    with pytest.raises(ConfigError, match="warehouse URL"):
+        Warehouse(url)
