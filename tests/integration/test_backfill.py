@@ -11,18 +11,21 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
-from analytics import AnalyticsSettings, Driver, dask_client, read_history
+import analytics.backfill as backfill_module
+from analytics import AnalyticsSettings, DetectConfig, Driver, dask_client, read_history
+from analytics.backfill import backfill
+from analytics.profile import load_profile
 from harness import MODEL, REFERENCE, ROOT
 from harness.landing import holdout_rows, write_landing
 from ingest import Warehouse
-from ingest.paths import backfill_root
+from ingest.paths import backfill_root, drift_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 START = datetime(2026, 11, 20, 10, 30, tzinfo=UTC)
 
 
-def test_backfill_equals_the_live_history_and_respects_the_range(tmp_path):
+def test_backfill_equals_the_live_history_and_respects_the_range(tmp_path, monkeypatch):
     wh = Warehouse(tmp_path / "wh")
     # 1,200 rows over 2 hours from two replicas, drift in the second half
     step = timedelta(seconds=12)
@@ -38,8 +41,15 @@ def test_backfill_equals_the_live_history_and_respects_the_range(tmp_path):
     )
     with dask_client(settings) as client:
         Driver(settings, client).run_cycle(now=time.time())
-    live = read_history(wh, MODEL).drop("computed_at")
-    assert live["window_id"].n_unique() == 12
+        live = read_history(wh, MODEL).drop("computed_at")
+        assert live["window_id"].n_unique() == 12
+        # a long range is written a file per FILE_WINDOWS windows: the same history
+        monkeypatch.setattr(backfill_module, "FILE_WINDOWS", 5)
+        config = DetectConfig.from_settings(settings)
+        backfill(client, wh, load_profile(settings), config, window_size=100, name="parts")
+    parts = read_history(wh, MODEL, root=backfill_root("parts")).drop("computed_at")
+    assert parts.equals(live)
+    assert len(wh.list_files(drift_dir(MODEL, backfill_root("parts")))) == 3  # 5 + 5 + 2
 
     env = {
         **os.environ,
