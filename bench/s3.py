@@ -45,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2, help="analytics: Dask workers")
     p.add_argument("--backfills", type=int, default=3, help="analytics: backfills a side")
     p.add_argument(
+        "--pin",
+        action="store_true",
+        help="moto on the last CPU, this process and its Dask workers on the others: the "
+        "store as if on another machine (local and S3 get the same CPUs)",
+    )
+    p.add_argument(
         "--counts",
         default=None,
         help="listing: object counts (1000,10000,100000; quick 1000,10000)",
@@ -65,11 +71,23 @@ def main(argv: list[str] | None = None) -> int:
             part_dir.mkdir()
             with moto_server(part_dir) as server:
                 os.environ.update(server.env)  # this process and the Dask workers it starts
+                if args.pin:
+                    last = max(os.sched_getaffinity(0))
+                    _pin(server.proc.pid, {last})
+                    _pin(os.getpid(), os.sched_getaffinity(0) - {last})
                 text = run_part(part, part_dir, MotoMeter(server), args)
             print(f"\n## {part}\n\n{text}\n", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # up to 100,000 files and a model per server
     return 0
+
+
+def _pin(pid: int, cpus: set[int]) -> None:
+    """Bind every thread of ``pid`` to ``cpus``; threads and processes it starts inherit it."""
+    if not cpus:
+        raise SystemExit("bench.s3 --pin needs at least 2 CPUs")
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), cpus)
 
 
 def run_part(part: str, work: Path, moto: MotoMeter, args: argparse.Namespace) -> str:
