@@ -145,14 +145,20 @@ class S3Warehouse(Warehouse):
     def _diagnose(self, exc: Exception) -> str:
         text = str(exc)
         where = self._options.get("aws_endpoint_url", "AWS S3")
-        if "NoSuchBucket" in text or "404" in text.split("Debug source", 1)[0]:
-            return f"bucket {self.bucket!r} does not exist at {where}: create it first"
-        for code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"):
+        # S3's error code, else the HTTP status: never a bare number (request ids hold digits)
+        for code in (
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "AccessDenied",
+            "403 Forbidden",
+        ):
             if code in text:
                 return (
                     f"the store at {where} rejected the credentials for bucket {self.bucket!r} "
                     f"({code}): check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
                 )
+        if "NoSuchBucket" in text or "404 Not Found" in text:
+            return f"bucket {self.bucket!r} does not exist at {where}: create it first"
         first = text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
         return f"cannot reach the S3 store at {where} for bucket {self.bucket!r}: {first}"
 
