@@ -265,18 +265,6 @@ def run_batch(
     return results, _history_table(columns)
 
 
-def run_window(
-    warehouse: Warehouse, spec: WindowSpec, profile: ReferenceProfile, config: DetectConfig
-) -> WindowResult:
-    """Test one window in this process and publish its history file (a window replayed by
-    hand; the job batches windows with :func:`run_windows`)."""
-    results, history = run_batch(warehouse, [spec], profile, config)
-    end = datetime.fromtimestamp(spec.end_us / 1e6, tz=UTC)
-    path = drift_windows_path(spec.model, end, spec.window_id, spec.window_id, spec.history_root)
-    warehouse.publish_table(history, path, compression="zstd")
-    return dataclasses.replace(results[0], history_path=path)
-
-
 def _test_window(
     frame: pl.DataFrame,
     numeric: np.ndarray | None,

@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import chi2_contingency
 
 from analytics import AnalyticsSettings, DetectConfig
-from analytics.detect import run_window
+from analytics.detect import run_batch
 from analytics.profile import load_profile
 from harness.landing import land, landing_batch, only_window
 from ingest import Warehouse
@@ -48,9 +48,11 @@ def test_categorical_feature_is_tested_with_chi_squared_and_unseen_categories_re
     features = {"amount": rng.normal(size=n), "channel": channel, "store_id": store}
     start = datetime.now(UTC) - timedelta(minutes=1)
     land(wh, schema, landing_batch(schema, features, start=start))
-    result = run_window(wh, only_window(wh, "shop"), load_profile(settings), DetectConfig())
+    (result,), table = run_batch(
+        wh, [only_window(wh, "shop")], load_profile(settings), DetectConfig()
+    )
 
-    history = pl.read_parquet(wh.uri(result.history_path))
+    history = pl.from_arrow(table)
     by_feature = {r["feature"]: r for r in history.iter_rows(named=True)}
     assert by_feature["amount"]["test"] == "ks" and by_feature["channel"]["test"] == "chi2"
     assert by_feature["channel"]["unseen_categories"] == ["kiosk"]

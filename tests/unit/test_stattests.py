@@ -23,7 +23,7 @@ from scipy import stats
 
 from analytics import AnalyticsSettings, DetectConfig
 from analytics import stattests as registry
-from analytics.detect import run_window
+from analytics.detect import run_batch
 from analytics.ks import KSReference
 from analytics.profile import load_profile
 from analytics.stattests import StatTest, StatTestResult
@@ -119,8 +119,8 @@ def window(tmp_path_factory) -> dict[str, Any]:
 
 
 def history_of(window: dict[str, Any], config: DetectConfig) -> dict[str, dict[str, Any]]:
-    result = run_window(window["warehouse"], window["spec"], window["profile"], config)
-    frame = pl.read_parquet(window["warehouse"].uri(result.history_path))
+    _, table = run_batch(window["warehouse"], [window["spec"]], window["profile"], config)
+    frame = pl.from_arrow(table)
     return {row["feature"]: row for row in frame.iter_rows(named=True)}
 
 
