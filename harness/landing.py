@@ -79,9 +79,15 @@ def landing_batch(
         "score": np.full(n, score),
         **features,
     }
-    return pa.RecordBatch.from_arrays(
-        [pa.array(given[f.name], f.type) for f in arrow], schema=arrow
-    )
+    return pa.RecordBatch.from_arrays([_column(given[f.name], f.type) for f in arrow], schema=arrow)
+
+
+def _column(values: Any, type_: pa.DataType) -> pa.Array:
+    """``values`` as an Arrow array of ``type_`` (a categorical column's dictionary type from a
+    numpy string array too, which ``pa.array`` cannot convert to directly)."""
+    if pa.types.is_dictionary(type_):
+        return pa.array(values, type_.value_type).dictionary_encode()
+    return pa.array(values, type_)
 
 
 def land(warehouse: Warehouse, schema: ModelSchema, batch: pa.RecordBatch) -> None:

@@ -22,18 +22,25 @@ SCORE = "score"
 META_COLUMNS = (TS, REQUEST_ID, REPLICA, MODEL_VERSION)
 OUTPUT_COLUMNS = (PREDICTION, SCORE)
 TS_TYPE = pa.timestamp("us", tz="UTC")
+# A categorical feature's landing type: its distinct values stored once per column chunk.
+# Readers read it as a string (unify_schemas).
+CATEGORICAL_TYPE = pa.dictionary(pa.int32(), pa.string())
 
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """One monitored input column: its name and whether it is numeric or categorical."""
+    """One monitored input column: its name and whether it is numeric or categorical.
+
+    A numeric feature lands as float64, a categorical one as strings, dictionary-encoded
+    (:data:`CATEGORICAL_TYPE`).
+    """
 
     name: str
     kind: FeatureKind = "numeric"
 
     @property
     def arrow_type(self) -> pa.DataType:
-        return pa.float64() if self.kind == "numeric" else pa.string()
+        return pa.float64() if self.kind == "numeric" else CATEGORICAL_TYPE
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,11 @@ class ModelSchema:
     def numeric_features(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features if f.kind == "numeric")
 
+    @property
+    def categorical_features(self) -> tuple[str, ...]:
+        """Names of the categorical features, in schema order."""
+        return tuple(f.name for f in self.features if f.kind == "categorical")
+
     def arrow_schema(self) -> pa.Schema:
         """Return the Arrow schema every landing file of this model is written with."""
         fields = [
@@ -96,7 +108,10 @@ class ModelSchema:
         return pa.schema(fields, metadata=metadata)
 
     def conform(self, batch: pa.RecordBatch | pa.Table) -> pa.RecordBatch | pa.Table:
-        """Return ``batch`` cast to this schema, or raise SchemaError naming the column."""
+        """Return ``batch`` cast to this schema, or raise SchemaError naming the column.
+
+        String columns are dictionary-encoded where the schema has a categorical feature.
+        """
         target = self.arrow_schema()
         missing = [n for n in target.names if n not in batch.schema.names]
         extra = [n for n in batch.schema.names if n not in target.names]
@@ -126,7 +141,10 @@ def schema_from_columns(
 
 def _common_type(name: str, types: list[pa.DataType]) -> pa.DataType:
     """The type all of ``types`` widen to without losing a value, or SchemaError."""
-    known = [t for t in types if not pa.types.is_null(t)]
+    # a dictionary-encoded column (a categorical feature) reads as its values
+    known = [
+        t.value_type if pa.types.is_dictionary(t) else t for t in types if not pa.types.is_null(t)
+    ]
     if not known:
         return pa.null()
     if all(t.equals(known[0]) for t in known):

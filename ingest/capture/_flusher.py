@@ -60,7 +60,8 @@ def serve(
     """Move records from ``ring`` into ``writer`` and publish them until told to stop
     (at SCHED_IDLE while the spool is nearly empty, if ``may_idle``). Between looks it
     sleeps, until the eventfd ``wake_fd`` is written if one is given."""
-    n_features = len(writer.schema.features)
+    n_numeric = len(writer.schema.numeric_features)
+    n_categorical = len(writer.schema.categorical_features)
     backoff = retry_at = 0.0
     deadline = None
     seen, seen_at = ring.written(), time.monotonic()
@@ -80,12 +81,19 @@ def serve(
         # read before taking: every record written before a flush request is taken below
         request = ring.get(slot.FLUSH_REQUEST)
         pending = request != ring.get(slot.FLUSH_DONE)
-        taken = ring.take(n_features)
+        taken = ring.take(n_numeric, n_categorical)
         not_before, looked_at = looked_at, now
         if taken:
-            batches = [run_to_batch(run, writer.arrow_schema, writer.replica) for run in taken]
             oldest = min(int(run.ts_us.min()) for run in taken)
-            writer.extend_checked(batches, since=_accepted_at(oldest, not_before))
+            since = _accepted_at(oldest, not_before)
+            # the taken rows are out of the ring and not yet in the writer: the server's
+            # stats() must still see their age while they convert (the first conversion
+            # can take a second: pyarrow imports pandas at its first numpy array)
+            held = ring.get(slot.OLDEST_NS)
+            since_ns = int(since * 1e9)
+            ring.set(slot.OLDEST_NS, min(held, since_ns) if held else since_ns)
+            batches = [run_to_batch(run, writer.arrow_schema, writer.replica) for run in taken]
+            writer.extend_checked(batches, since=since)
             ring.add(slot.TAKEN, sum(b.num_rows for b in batches))
         s = writer.stats()
         due = s.buffered_rows > 0 and (

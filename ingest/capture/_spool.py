@@ -190,6 +190,49 @@ class Spool:
         self.header[WRITE_POS] += size
         return True
 
+    def put_text(
+        self,
+        ts_us: int,
+        id_prefix: str,
+        features: np.ndarray,
+        prediction: np.ndarray,
+        score: np.ndarray | None,
+        model_version: str,
+        kind: int,
+        lengths: bytes,
+        text: bytes,
+    ) -> bool:
+        """Copy one request's rows and string sections in, as a ``kind`` (TEXT or TEXT_IDS)
+        record: ``lengths`` holds every section's int32 lengths, section after section, and
+        ``text`` their bytes (see :mod:`ingest.capture._spool_layout`). False (nothing
+        written) if the ring is full."""
+        rid = id_prefix.encode()
+        ver = model_version.encode()
+        n, a, b = features.shape[0], len(rid), len(ver)
+        head = self._heads.get((a, b)) or self._head(a, b)
+        body = align(head.size)
+        numbers = features.nbytes + 8 * n * (1 if score is None else 2)
+        size = align(body + numbers + len(lengths) + len(text))
+        at = self._reserve(size)
+        if at is None:
+            return False
+        mm = self._mm
+        at += HEADER
+        head.pack_into(mm, at, size, kind, ts_us, n, a, b, score is not None, rid, ver)
+        at += body
+        for array in (features, prediction) if score is None else (features, prediction, score):
+            end = at + array.nbytes
+            try:
+                mm[at:end] = array
+            except ValueError:  # not C-contiguous
+                mm[at:end] = np.ascontiguousarray(array)
+            at = end
+        end = at + len(lengths)
+        mm[at:end] = lengths
+        mm[end : end + len(text)] = text
+        self.header[WRITE_POS] += size
+        return True
+
     def _head(self, id_len: int, version_len: int) -> struct.Struct:
         """The record header followed by an id and a version of these lengths."""
         if len(self._heads) >= 64:  # lengths a caller varies without bound: stay small
@@ -216,11 +259,13 @@ class Spool:
             r += size
         return None
 
-    def take(self, n_features: int) -> list[Run]:
+    def take(self, n_features: int, n_categorical: int = 0) -> list[Run]:
         """Copy out every record written so far and advance ``read_pos`` past them.
 
-        Consecutive blocks come as one :class:`Run` (split where requests with and without
-        a score meet), copied with a few numpy calls however many requests it holds.
+        ``n_features`` is the schema's numeric features, ``n_categorical`` its categorical
+        ones (a TEXT record's sections). Consecutive records of one kind come as one
+        :class:`Run` (split where requests with and without a score meet), copied with a few
+        numpy calls however many requests it holds.
         """
         data, capacity, unpack = self._data, self.capacity, REC.unpack_from
         w = self.header[WRITE_POS]
@@ -228,6 +273,7 @@ class Spool:
         out: list[Run] = []
         blocks: list[tuple] = []  # the run so far: (ts, rows, offset, id and version length)
         has_score = 0
+        run_kind = BLOCK
         while r < w:
             at = r % capacity
             if capacity - at < REC.size:
@@ -235,19 +281,24 @@ class Spool:
                 continue
             size, kind, ts_us, n, a, b, score = unpack(data, at)
             r += size
-            if blocks and (kind != BLOCK or score != has_score):
-                out.append(runs.decode(data, blocks, has_score, n_features))
+            if blocks and (kind != run_kind or score != has_score):
+                out.append(
+                    runs.decode(data, blocks, has_score, n_features, run_kind, n_categorical)
+                )
                 blocks = []
             if kind == BLOCK:
                 blocks.append((ts_us, n, at, a, b))
-                has_score = score
+                has_score, run_kind = score, kind
                 # most often the records that follow have this one's shape: read them at once
                 same = runs.alike(data, at, size, a, b, score, min(w - r, capacity - at - size))
                 if same is not None:
                     blocks.append(same)
                     r += size * len(same[0])
+            elif kind != PAD:  # TEXT or TEXT_IDS: sizes vary with the strings, one by one
+                blocks.append((ts_us, n, at, a, b))
+                has_score, run_kind = score, kind
         if blocks:
-            out.append(runs.decode(data, blocks, has_score, n_features))
+            out.append(runs.decode(data, blocks, has_score, n_features, run_kind, n_categorical))
         # only now: until here the producer must not overwrite what was being copied
         self.header[READ_POS] = r
         return out

@@ -6,9 +6,24 @@ flusher process). Positions count bytes ever written or consumed, so ``write_pos
 is what the ring holds and neither position ever wraps.
 
 A record is a fixed header (:data:`REC`) followed, for a :data:`BLOCK`, by the request id and
-the model version (UTF-8), padding to 8 bytes, then the float64 features (rows x features,
-C order), predictions and, if it has one, scores. A :data:`PAD` record fills the tail of the
-ring that a record did not fit in; a tail shorter than :data:`REC` is skipped implicitly.
+the model version (UTF-8), padding to 8 bytes, then the float64 numeric features (rows x
+features, C order), predictions and, if it has one, scores. A :data:`PAD` record fills the
+tail of the ring that a record did not fit in; a tail shorter than :data:`REC` is skipped
+implicitly.
+
+A :data:`TEXT` record is a BLOCK followed by string *sections*, one per categorical feature
+of the schema in schema order; a :data:`TEXT_IDS` record has one more, the rows' ids (its
+request id is then empty and not used). After the scores come every section's lengths, then
+every section's bytes::
+
+    int32 lengths[sections][rows]   UTF-8 byte length of each value, -1 for a null
+    bytes text                      the non-null values' bytes, section after section,
+                                    row after row
+    padding to 8 bytes
+
+so the lengths start 8-aligned and the consumer finds each value's bytes from the lengths
+alone. Records of a numbers-only schema without row ids stay BLOCKs: strings cost nothing
+where there are none.
 """
 
 from __future__ import annotations
@@ -40,7 +55,7 @@ SKIPPED = 18  # producer: bytes ever skipped that way
 SLOTS = 24
 HEADER = SLOTS * 8
 
-BLOCK, PAD = 1, 3  # record kinds
+BLOCK, TEXT, PAD, TEXT_IDS = 1, 2, 3, 4  # record kinds
 # total length, kind, ts_us, rows, id bytes, version bytes, has score
 REC = struct.Struct("<IIqIIII")
 HEAD = np.dtype(  # the same header, for reading many records' headers with numpy

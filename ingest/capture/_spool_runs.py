@@ -1,8 +1,8 @@
 """Copying runs of block records out of the spool's bytes with a few numpy calls per run.
 
 The consumer side of the spool, off the request path: however many requests a run holds, its
-ids, versions, features, predictions and scores are gathered with vectorized index arithmetic,
-never a Python loop over requests or rows.
+ids, versions, features, predictions, scores and string sections are gathered with vectorized
+index arithmetic, never a Python loop over requests or rows.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import numpy as np
 import pyarrow as pa
 
 from ingest.capture._blocks import Run
-from ingest.capture._spool_layout import BLOCK, HEAD, REC
+from ingest.capture._spool_layout import BLOCK, HEAD, REC, TEXT_IDS
+from ingest.capture._text import gather, split_sections
 
 ALIKE_MIN = 8  # fewer alike records than this are cheaper to read one by one
 
@@ -47,20 +48,48 @@ def alike(
     )
 
 
-def decode(data: memoryview, blocks: list[tuple], has_score: int, n_features: int) -> Run:
-    """The :class:`Run` of consecutive block records: ``blocks`` holds, in ring order, one
-    record's (ts, rows, offset, id length, version length) or :func:`alike`'s arrays."""
+def decode(
+    data: memoryview,
+    blocks: list[tuple],
+    has_score: int,
+    n_features: int,
+    kind: int = BLOCK,
+    n_categorical: int = 0,
+) -> Run:
+    """The :class:`Run` of consecutive records of one ``kind``: ``blocks`` holds, in ring
+    order, one record's (ts, rows, offset, id length, version length) or :func:`alike`'s
+    arrays. ``n_features`` numeric features; a TEXT record has ``n_categorical`` string
+    sections, a TEXT_IDS record one more (the row ids)."""
     ts, counts, at, id_len, version_len = _columns(blocks)
     raw = np.frombuffer(data, np.uint8)
     numbers = np.frombuffer(data, np.float64)
     ids = _strings(raw, at + REC.size, id_len)
     versions = _strings(raw, at + REC.size + id_len, version_len)
     starts = (at + REC.size + id_len + version_len + 7) // 8  # records are 8-aligned
-    features = _gather(numbers, starts, counts * n_features)
+    features = gather(numbers, starts, counts * n_features)
     starts += counts * n_features
-    prediction = _gather(numbers, starts, counts)
-    score = _gather(numbers, starts + counts, counts) if has_score else None
-    return Run(ts, counts, ids, versions, features.reshape(-1, n_features), prediction, score)
+    prediction = gather(numbers, starts, counts)
+    score = gather(numbers, starts + counts, counts) if has_score else None
+    features = features.reshape(len(prediction), n_features)
+    if kind == BLOCK:
+        return Run(ts, counts, ids, versions, features, prediction, score)
+    sections = n_categorical + (kind == TEXT_IDS)
+    ends = 8 * (starts + counts * (2 if has_score else 1))  # where each record's numbers end
+    texts = _sections(data, raw, ends, counts, sections)
+    row_ids = texts[n_categorical] if kind == TEXT_IDS else None
+    return Run(
+        ts, counts, ids, versions, features, prediction, score, texts[:n_categorical], row_ids
+    )
+
+
+def _sections(
+    data: memoryview, raw: np.ndarray, at: np.ndarray, counts: np.ndarray, sections: int
+) -> tuple[pa.StringArray, ...]:
+    """The string sections of TEXT records whose sections start at byte offsets ``at``:
+    one array per section, of every record's rows in ring order."""
+    per = counts * sections
+    lengths = gather(np.frombuffer(data, np.int32), at // 4, per)  # 8-aligned: exact
+    return split_sections(raw, lengths, counts, sections, at + 4 * per)
 
 
 def _columns(blocks: list[tuple]) -> np.ndarray:
@@ -79,19 +108,9 @@ def _columns(blocks: list[tuple]) -> np.ndarray:
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
 
-def _gather(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """A copy of ``values[s : s + l]`` for each start and length, concatenated."""
-    if lengths.mean() >= 256:  # long pieces: slicing each beats an index per value
-        return np.concatenate(
-            [values[s : s + n] for s, n in zip(starts.tolist(), lengths.tolist(), strict=True)]
-        )
-    ends = np.cumsum(lengths)
-    return values[np.arange(ends[-1]) + np.repeat(starts - (ends - lengths), lengths)]
-
-
 def _strings(raw: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> pa.StringArray:
     """The UTF-8 strings at ``raw[s : s + l]`` as one Arrow array, without a Python loop."""
     offsets = np.zeros(len(lengths) + 1, np.int32)
     np.cumsum(lengths, out=offsets[1:])
-    text = _gather(raw, starts, lengths) if offsets[-1] else np.zeros(0, np.uint8)
+    text = gather(raw, starts, lengths) if offsets[-1] else np.zeros(0, np.uint8)
     return pa.StringArray.from_buffers(len(lengths), pa.py_buffer(offsets), pa.py_buffer(text))

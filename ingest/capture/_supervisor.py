@@ -20,7 +20,7 @@ from ingest.errors import LandingError
 
 log = logging.getLogger("driftlake.ingest.capture.process_writer")  # the writer's events
 
-# where ``python -m ingest.capture._flusher`` resolves even if driftlake is not installed
+# where ``ingest.capture._flusher`` imports even if driftlake is not installed
 _PROJECT_ROOT = str(Path(__file__).resolve().parents[2])
 
 
@@ -64,8 +64,10 @@ class FlusherProcess:
         self.proc = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "ingest.capture._flusher",
+                # not ``-m``: runpy would import the module a second time as __main__ after
+                # the package's __init__ imported it (and warn about that on every start)
+                "-c",
+                "from ingest.capture._flusher import main; main()",
                 str(self.ring.fd),
                 str(self.ring.capacity),
             ],

@@ -19,6 +19,7 @@ import platform
 import sys
 import threading
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from ingest.capture._blocks import check_block
 from ingest.capture._landing_files import check_codec
 from ingest.capture._spool import Spool
 from ingest.capture._supervisor import FlusherProcess
+from ingest.capture._text import check_strings
 from ingest.capture.sink import WriterStats
 from ingest.errors import LandingError
 from ingest.schema import ModelSchema
@@ -40,6 +42,8 @@ log = logging.getLogger("driftlake.ingest.capture.process_writer")
 # bytes of shared memory per row, beyond its numbers: a 1-row request's record header, id
 # and version, rounded up
 _ROW_OVERHEAD = 96
+# bytes of shared memory per categorical value: its length and a short label's UTF-8
+_CATEGORICAL_BYTES = 24
 _CHECK_EVERY = 1.0  # seconds between checks that the flusher is alive, on the request path
 
 
@@ -57,11 +61,12 @@ class ProcessLandingWriter:
 
     Parameters are LandingWriter's, plus ``spool_rows``: how many rows of the schema the
     shared-memory ring holds between the request path and the flusher (~70 MB for 30
-    features). The flusher takes rows out whenever a flush is due, and often enough that
-    the ring stays under an eighth full (2 MB at most) at the rate it fills, but not while
-    it flushes, so the ring must hold what arrives during a flush on a saturated machine:
-    the default holds a burst of 1,000-row requests on 2 cores
-    (tests/integration/test_serving.py sends one). Rows the ring cannot take are dropped and
+    numeric features; a categorical value is counted at 24 bytes, so rows of longer
+    strings, or with row ids, fit fewer). The flusher takes rows out whenever a flush is
+    due, and often enough that the ring stays under an eighth full (2 MB at most) at the
+    rate it fills, but not while it flushes, so the ring must hold what arrives during a
+    flush on a saturated machine: the default holds a burst of 1,000-row requests on 2
+    cores (tests/integration/test_serving.py sends one). Rows the ring cannot take are dropped and
     counted, as are rows the flusher's own buffer (``max_buffer_rows``, while the landing
     zone refuses writes) cannot take. The ring stays mapped after :meth:`close`, so
     :meth:`stats` keeps answering.
@@ -90,7 +95,8 @@ class ProcessLandingWriter:
         self.replica = paths.check_name("replica", replica)
         self.flush_rows = flush_rows
         self.flush_interval = flush_interval
-        self._numeric = all(f.kind == "numeric" for f in schema.features)
+        self._n_numeric = len(schema.numeric_features)
+        self._categories = schema.categorical_features
         config = dict(
             warehouse=warehouse,
             schema=schema,
@@ -100,7 +106,9 @@ class ProcessLandingWriter:
             max_buffer_rows=max_buffer_rows,
             compression=compression,
         )
-        row_bytes = 8 * (len(schema.features) + 2) + _ROW_OVERHEAD
+        row_bytes = (
+            8 * (self._n_numeric + 2) + _CATEGORICAL_BYTES * len(self._categories) + _ROW_OVERHEAD
+        )
         self._ring = Spool.create(spool_rows * row_bytes)
         self._flusher = FlusherProcess(self._ring, config, self.replica)
         self._lock = threading.Lock()  # one producer at a time, whatever the caller's threads
@@ -123,14 +131,37 @@ class ProcessLandingWriter:
         prediction: np.ndarray,
         score: np.ndarray | None,
         model_version: str,
+        categorical: Sequence[Sequence[str | None]] | None = None,
+        row_ids: Sequence[str] | None = None,
     ) -> bool:
-        """Copy one request's rows into the ring; see :meth:`LandingSink.append_block`."""
+        """Copy one request's rows into the ring; see :meth:`LandingSink.append_block`.
+
+        Categorical values and row ids are checked and encoded to UTF-8 here, and copied
+        into the ring as string sections of the request's record.
+        """
         features, prediction, score = check_block(
-            self.schema, self._numeric, features, prediction, score
+            self.schema, self._n_numeric, features, prediction, score
         )
+        if categorical is None and row_ids is None and not self._categories:
+            with self._lock:
+                self._note_unread()
+                ok = self._ring.put_block(
+                    ts_us, id_prefix, features, prediction, score, model_version
+                )
+                return self._counted(ok, features.shape[0])
+        cats, ids = check_strings(
+            self.schema, self._categories, features.shape[0], categorical, row_ids
+        )
+        lengths, text = cats or (b"", b"")
+        kind, prefix = slot.TEXT, id_prefix
+        if ids is not None:  # the last section
+            lengths, text = lengths + ids[0], text + ids[1]
+            kind, prefix = slot.TEXT_IDS, ""
         with self._lock:
             self._note_unread()
-            ok = self._ring.put_block(ts_us, id_prefix, features, prediction, score, model_version)
+            ok = self._ring.put_text(
+                ts_us, prefix, features, prediction, score, model_version, kind, lengths, text
+            )
             return self._counted(ok, features.shape[0])
 
     def _note_unread(self) -> None:

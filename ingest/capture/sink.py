@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, Self, runtime_checkable
 
@@ -74,23 +75,36 @@ class LandingSink(Protocol):
         prediction: np.ndarray,
         score: np.ndarray | None,
         model_version: str,
+        categorical: Sequence[Sequence[str | None]] | None = None,
+        row_ids: Sequence[str] | None = None,
     ) -> bool:
-        """Queue one request's rows, O(1) on the request path.
+        """Queue one request's rows: O(1) for numbers, strings are checked and encoded.
 
         Parameters
         ----------
         ts_us
             The request's timestamp, microseconds since the epoch (UTC), shared by its rows.
         id_prefix
-            The request's id; row ``i`` lands with request id ``f"{id_prefix}-{i}"``.
+            The request's id; row ``i`` lands with request id ``f"{id_prefix}-{i}"`` unless
+            ``row_ids`` is given.
         features
-            Rows x the schema's features, in the schema's order (float64, or numbers that
-            convert to it). The sink may keep it by reference until published: the caller
-            must not modify it afterwards.
+            Rows x the schema's *numeric* features, in the schema's order (float64, or
+            numbers that convert to it); shape ``(rows, 0)`` if the schema has none. The
+            sink may keep it by reference until published: the caller must not modify it
+            afterwards.
         prediction, score
             One number per row; ``score`` None lands a null score.
         model_version
             Written into every row.
+        categorical
+            None if the schema has no categorical feature; else one column per categorical
+            feature, in schema order, each a sequence (list, tuple, numpy array) of ``rows``
+            values, ``str`` or None (a null). Values are copied (as UTF-8) before this
+            returns. They land dictionary-encoded, and any string is accepted: a category
+            the reference never had is the analytics' to report, not capture's to refuse.
+        row_ids
+            None, or one non-empty ``str`` per row: the rows' request ids, landed as given
+            (``id_prefix`` is then not used).
 
         Returns
         -------
@@ -100,9 +114,11 @@ class LandingSink(Protocol):
         Raises
         ------
         SchemaError
-            If the schema has a categorical feature (a block is numbers only), or the
-            arrays' shapes do not match each other and the schema's features; nothing is
-            queued.
+            Naming the column (and row) and the problem, with nothing queued: the arrays'
+            shapes do not match each other and the schema's numeric features; a categorical
+            column is missing, extra or not one value per row; a categorical value is not a
+            ``str`` or None; a row id is not a non-empty ``str``; a categorical value or a
+            row id is over :data:`~ingest.capture.MAX_VALUE_BYTES` UTF-8 bytes.
         """
         ...
 

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -13,6 +14,7 @@ import pyarrow as pa
 from ingest import paths
 from ingest.capture._blocks import Block, check_block
 from ingest.capture._landing_files import CODECS, LandingFiles
+from ingest.capture._text import check_strings
 from ingest.capture.sink import WriterStats
 from ingest.errors import LandingError
 from ingest.schema import ModelSchema
@@ -48,11 +50,17 @@ class LandingWriter:
 
     Example
     -------
+    With ``schema`` of numeric ``age``, categorical ``plan`` and numeric ``tenure``:
+
     >>> writer = LandingWriter(Warehouse(tmp_path), schema, "r1").start()
-    >>> x, prediction = np.array([[1.0, 2.0]]), np.array([1.0])
-    >>> writer.append_block(ts_us, "3f2a", x, prediction, None, "v1")  # lands id "3f2a-0"
+    >>> x, prediction = np.array([[41.0, 3.0], [29.0, 1.0]]), np.array([1.0, 0.0])
+    >>> writer.append_block(ts_us, "3f2a", x, prediction, None, "v1",
+    ...                     categorical=[["gold", None]])  # lands ids "3f2a-0", "3f2a-1"
     True
-    >>> writer.close()   # publishes the buffered row
+    >>> writer.append_block(ts_us, "", x, prediction, None, "v1",
+    ...                     categorical=[["gold", "basic"]], row_ids=["o-17", "o-18"])
+    True
+    >>> writer.close()   # publishes the buffered rows
     """
 
     def __init__(
@@ -78,7 +86,8 @@ class LandingWriter:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._numeric = all(f.kind == "numeric" for f in schema.features)
+        self._n_numeric = len(schema.numeric_features)
+        self._categories = schema.categorical_features
         # entries are whole requests (a block, built into Arrow at flush) or the record
         # batches of many (extend_checked), never single rows
         self._buffer: deque[tuple[float, pa.RecordBatch | Block]] = deque()
@@ -99,17 +108,25 @@ class LandingWriter:
         prediction: np.ndarray,
         score: np.ndarray | None,
         model_version: str,
+        categorical: Sequence[Sequence[str | None]] | None = None,
+        row_ids: Sequence[str] | None = None,
     ) -> bool:
-        """Queue one request's rows; O(1) (see :meth:`LandingSink.append_block`).
+        """Queue one request's rows; O(1) in the rows' numbers (see
+        :meth:`LandingSink.append_block`).
 
         A tuple goes into the buffer, and the flusher thread turns all buffered blocks into
-        one Arrow table at once instead of a record batch per request.
+        one Arrow table at once instead of a record batch per request. Categorical values
+        and row ids are checked and encoded to UTF-8 here.
         """
         features, prediction, score = check_block(
-            self.schema, self._numeric, features, prediction, score
+            self.schema, self._n_numeric, features, prediction, score
         )
         n = features.shape[0]
-        block = (ts_us, n, id_prefix, features, prediction, score, model_version)
+        if categorical is None and row_ids is None and not self._categories:
+            cats = ids = None
+        else:
+            cats, ids = check_strings(self.schema, self._categories, n, categorical, row_ids)
+        block = (ts_us, n, id_prefix, features, prediction, score, model_version, cats, ids)
         return self._enqueue(block, n)
 
     def extend_checked(self, batches: list[pa.RecordBatch], since: float | None = None) -> None:

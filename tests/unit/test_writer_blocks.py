@@ -154,10 +154,3 @@ def test_mismatched_block_is_refused_at_append_not_at_flush(tmp_path, x, predict
     assert writer.append_block(START_US, "a", np.ones((2, 3)), np.ones(2), None, "v1")
     writer.close()
     assert writer.stats().flushed_rows == 2
-
-
-def test_categorical_schema_is_refused_as_blocks(tmp_path):
-    schema = schema_from_columns("demo", ["a", "colour"], categorical=["colour"])
-    writer = LandingWriter(Warehouse(tmp_path / "wh"), schema, "r1")
-    with pytest.raises(SchemaError, match="cannot be captured as blocks"):
-        writer.append_block(START_US, "a", np.zeros((1, 2)), np.zeros(1), None, "v1")
