@@ -140,7 +140,12 @@ def create_app(settings: ServingSettings) -> FastAPI:
 
     # an async endpoint reading raw bytes: no thread-pool hand-off, one JSON parse; its body
     # and answers are described to OpenAPI by hand, since FastAPI never sees a model of them
-    docs = prediction_openapi(service.predictor.feature_names, settings.max_batch_rows)
+    docs = prediction_openapi(
+        service.schema.feature_names,
+        settings.max_batch_rows,
+        categorical=service.examples,
+        nullable=service.nullable,
+    )
     for path in PREDICTION_PATHS:
         app.add_api_route(path, get_prediction, methods=["POST"], name=f"predict:{path}", **docs)
 
@@ -162,24 +167,53 @@ def create_app(settings: ServingSettings) -> FastAPI:
 
 
 def _predict(service: Service, x: Any) -> Response:
-    out = service.predictor.predict(x)
+    try:
+        out = service.predictor.predict(x)
+    except Exception as exc:  # the model is arbitrary code: whatever it raises is answered
+        return _model_failed(service, exc)
     finite = _finite_rows(out)
     if not finite.all():
         # finite inputs far outside the training range can overflow the model (a logit of
         # inf - inf); JSON has no NaN, and a NaN in the landing zone would poison its drift
         return _errors(422, _unanswerable_rows(finite))
+    rows = len(x)
     ts_us = time.time_ns() // 1000  # same clock as datetime.now(UTC), one stamp per request
     prefix = f"{_ids.getrandbits(128):032x}"
-    ids = [f"{prefix}-{i}" for i in range(x.shape[0])]
+    ids = [f"{prefix}-{i}" for i in range(rows)]
     if service.capture is not None:
         service.capture.record(ts_us, prefix, x, out.values, out.score)
-    service.metrics.prediction_rows.inc(x.shape[0])
+    service.metrics.prediction_rows.inc(rows)
     body: dict[str, Any] = {"prediction": out.labels}
     if out.score is not None:
         body["probability"] = out.score
     body["model_version"] = service.predictor.version
     body["request_ids"] = ids
     return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type=JSON)
+
+
+def _model_failed(service: Service, exc: Exception) -> Response:
+    """500: the request was valid, the model failed on it (or answered it malformed).
+
+    A server error, not the client's: the body passed every documented check, and a model
+    that raises is the deployment's fault, which the 5xx error-rate alert is there to catch.
+    Nothing is captured; the answer names the exception's type only (its message may
+    expose the model's internals), the log has the message.
+    """
+    service.metrics.model_errors.inc()
+    name = type(exc).__name__
+    reason = " ".join(str(exc).split())[:500]
+    log.warning(
+        "event=model_error model=%s model_version=%s error=%s reason=%r",
+        service.predictor.name,
+        service.predictor.version,
+        name,
+        reason,
+    )
+    msg = (
+        f"the model failed on these rows ({name}); nothing was captured, and the replica's "
+        "log has the error (event=model_error)"
+    )
+    return _errors(500, [{"loc": ["model"], "msg": msg, "type": "model_error"}])
 
 
 def _finite_rows(out: Prediction) -> np.ndarray:

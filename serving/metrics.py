@@ -119,6 +119,11 @@ class ServingMetrics:
         self.prediction_rows = Counter(
             "driftlake_prediction_rows", "Rows predicted.", registry=self.registry
         )
+        self.model_errors = Counter(
+            "driftlake_model_errors",
+            "Prediction requests the model raised on or answered malformed (status 500).",
+            registry=self.registry,
+        )
         info = Gauge(
             "driftlake_model_info",
             "The served model (always 1).",

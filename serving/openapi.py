@@ -7,7 +7,7 @@ client generators and for schemathesis.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -44,7 +44,12 @@ def _errors_schema(meaning: str) -> dict[str, Any]:
     return {"description": meaning, "content": {JSON: {"schema": schema}}}
 
 
-def prediction_request_schema(feature_names: Sequence[str], max_rows: int) -> dict[str, Any]:
+def prediction_request_schema(
+    feature_names: Sequence[str],
+    max_rows: int,
+    categorical: Collection[str] = (),
+    nullable: Collection[str] = (),
+) -> dict[str, Any]:
     """Return the JSON schema of ``POST /get-prediction``'s body for this model.
 
     Parameters
@@ -53,13 +58,40 @@ def prediction_request_schema(feature_names: Sequence[str], max_rows: int) -> di
         The model's feature columns; a request names each once, in any order.
     max_rows
         Most rows one request may carry (``max_batch_rows``).
+    categorical
+        The categorical features: their columns take strings, every other column numbers.
+    nullable
+        Categorical features whose column also takes null.
 
     Returns
     -------
     dict
-        A JSON schema: ``{"features": {"columns": [...], "data": [[...], ...]}}``.
+        A JSON schema: ``{"features": {"columns": [...], "data": [[...], ...]}}``. Columns
+        come in any order, so a row's schema cannot tie a position to a kind: with
+        categorical features a value is a number or a string (or null), and the description
+        and ``x-categorical-columns`` say which column takes which.
     """
     n = len(feature_names)
+    data: dict[str, Any] = {
+        "type": "array",
+        "description": "Rows of finite JSON numbers, one value per column in the order of columns.",
+        "minItems": 1,
+        "maxItems": max_rows,
+        "items": {"type": "array", "items": {"type": "number"}, "minItems": n, "maxItems": n},
+    }
+    if categorical:
+        strings = [c for c in feature_names if c in categorical]
+        nulls = [c for c in strings if c in nullable]
+        kinds = [{"type": "number"}, {"type": "string"}] + ([{"type": "null"}] if nulls else [])
+        data["items"]["items"] = {"anyOf": kinds}
+        data["description"] = (
+            "Rows of values, one per column in the order of columns: a string for the "
+            f"categorical columns {', '.join(repr(c) for c in strings)}"
+            + (f" (or null for {', '.join(repr(c) for c in nulls)})" if nulls else "")
+            + ", a finite JSON number for every other column."
+        )
+        data["x-categorical-columns"] = strings
+        data["x-nullable-columns"] = nulls
     return {
         "type": "object",
         "required": ["features"],
@@ -76,26 +108,20 @@ def prediction_request_schema(feature_names: Sequence[str], max_rows: int) -> di
                         "maxItems": n,
                         "uniqueItems": True,
                     },
-                    "data": {
-                        "type": "array",
-                        "description": "Rows of finite JSON numbers, one value per column in "
-                        "the order of columns.",
-                        "minItems": 1,
-                        "maxItems": max_rows,
-                        "items": {
-                            "type": "array",
-                            "items": {"type": "number"},
-                            "minItems": n,
-                            "maxItems": n,
-                        },
-                    },
+                    "data": data,
                 },
             }
         },
     }
 
 
-def prediction_openapi(feature_names: Sequence[str], max_rows: int) -> dict[str, Any]:
+def prediction_openapi(
+    feature_names: Sequence[str],
+    max_rows: int,
+    *,
+    categorical: Mapping[str, str] | None = None,
+    nullable: Collection[str] = (),
+) -> dict[str, Any]:
     """Return ``openapi_extra`` and ``responses`` of the prediction routes (keyword arguments).
 
     Parameters
@@ -104,19 +130,28 @@ def prediction_openapi(feature_names: Sequence[str], max_rows: int) -> dict[str,
         The model's feature columns.
     max_rows
         Most rows one request may carry.
+    categorical
+        Each categorical feature and a value of it for the example.
+    nullable
+        Categorical features whose column also takes null.
 
     Returns
     -------
     dict
         ``{"openapi_extra": ..., "responses": ...}`` for ``FastAPI.add_api_route``.
     """
-    example = {"features": {"columns": list(feature_names), "data": [[0.0] * len(feature_names)]}}
+    categorical = categorical or {}
+    row: list[Any] = [categorical.get(n, 0.0) for n in feature_names]
+    example = {"features": {"columns": list(feature_names), "data": [row]}}
+    kinds = "numbers and strings" if categorical else "numbers"
     body = {
         "required": True,
-        "description": "The rows to predict: the model's feature columns and rows of numbers.",
+        "description": f"The rows to predict: the model's feature columns and rows of {kinds}.",
         "content": {
             JSON: {
-                "schema": prediction_request_schema(feature_names, max_rows),
+                "schema": prediction_request_schema(
+                    feature_names, max_rows, categorical.keys(), nullable
+                ),
                 "example": example,
             }
         },
@@ -150,6 +185,10 @@ def prediction_openapi(feature_names: Sequence[str], max_rows: int) -> dict[str,
         422: _errors_schema(
             "The body is not a valid request, or the model gives no finite output for a row "
             "(values far outside its training range); each entry names the field or row."
+        ),
+        500: _errors_schema(
+            "The model raised on these rows, or answered them with output of the wrong "
+            "shape; nothing was captured (counted in driftlake_model_errors_total)."
         ),
     }
     return {"openapi_extra": {"requestBody": body}, "responses": responses}

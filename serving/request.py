@@ -59,6 +59,9 @@ class RequestParser:
     [[1.5, 2.0]]
     """
 
+    # what a row holds, in messages
+    row_values = "numbers"
+
     def __init__(self, feature_names: Sequence[str], max_rows: int) -> None:
         self.feature_names = tuple(feature_names)
         self.max_rows = max_rows
@@ -126,10 +129,12 @@ class RequestParser:
             errors.append(_error(loc, msg, "missing_column"))
         return errors
 
-    def _row_errors(self, columns: list[str], data: list[list[float]]) -> list[dict[str, Any]]:
+    def _row_errors(
+        self, columns: list[str], data: Sequence[Sequence[Any]]
+    ) -> list[dict[str, Any]]:
         loc: list[Any] = ["body", "features", "data"]
         if not data:
-            msg = f"data has no rows; expected 1 to {self.max_rows} rows of numbers"
+            msg = f"data has no rows; expected 1 to {self.max_rows} rows of {self.row_values}"
             return [_error(loc, msg, "empty_data")]
         if len(data) > self.max_rows:
             msg = (
@@ -174,19 +179,28 @@ def _json_kind(value: Any) -> str:
     return type(value).__name__
 
 
-def _explain(exc: ValidationError, body: bytes, feature_names: tuple[str, ...]) -> list[dict]:
-    """Rewrite pydantic's errors into messages naming the field and the problem."""
+def _explain(
+    exc: ValidationError,
+    body: bytes,
+    feature_names: tuple[str, ...],
+    example: str = EXAMPLE,
+    row: str = "a list of numbers",
+) -> list[dict]:
+    """Rewrite pydantic's errors into messages naming the field and the problem.
+
+    ``example`` is the body shown in messages and ``row`` what a row must be.
+    """
     columns: list[Any] | None = None
     out = []
     for err in exc.errors(include_url=False):
         loc, kind, value = list(err["loc"]), err["type"], err.get("input")
         where = ".".join(str(p) for p in loc)
         if kind == "json_invalid":
-            msg = f"body is not valid JSON ({err['ctx']['error']}); expected {EXAMPLE}"
+            msg = f"body is not valid JSON ({err['ctx']['error']}); expected {example}"
         elif not loc:
-            msg = f"body must be a JSON object, got {_json_kind(value)}; expected {EXAMPLE}"
+            msg = f"body must be a JSON object, got {_json_kind(value)}; expected {example}"
         elif kind == "missing":
-            msg = f"field {where!r} is required; expected {EXAMPLE}"
+            msg = f"field {where!r} is required; expected {example}"
         elif loc[:2] == ["features", "data"] and len(loc) == 4:
             if columns is None:
                 columns = _columns_of(body)
@@ -199,12 +213,12 @@ def _explain(exc: ValidationError, body: bytes, feature_names: tuple[str, ...]) 
                 problem = f"expected a JSON number, got {_json_kind(value)}"
             msg = f"row {i}, {field}: {problem}"
         elif loc[:2] == ["features", "data"] and len(loc) == 3:
-            msg = f"row {loc[2]} must be a list of numbers, got {_json_kind(value)}"
+            msg = f"row {loc[2]} must be {row}, got {_json_kind(value)}"
         elif loc[:2] == ["features", "columns"] and len(loc) == 3:
             msg = f"column {loc[2]} must be a feature name (a string), got {_json_kind(value)}"
         elif kind in ("list_type", "model_type", "dict_type"):
             shape = "an object" if kind != "list_type" else "a list"
-            msg = f"{where!r} must be {shape}, got {_json_kind(value)}; expected {EXAMPLE}"
+            msg = f"{where!r} must be {shape}, got {_json_kind(value)}; expected {example}"
         else:
             msg = f"{where}: {err['msg']}"
         if kind == "list_type" and loc == ["features", "columns"]:

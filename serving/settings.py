@@ -54,14 +54,37 @@ class ServingSettings(BaseSettings):
     )
     model_path: Path | None = Field(
         None,
-        description="A pickled or joblib scikit-learn estimator to serve. Default: None, which "
-        "trains StandardScaler+LogisticRegression on the reference at first start and caches "
-        "it under <warehouse>/_models/.",
+        description="A pickled or joblib model to serve: a fitted scikit-learn estimator or "
+        "Pipeline, or any object with the scikit-learn API (predict, optionally "
+        "predict_proba), such as LightGBM's. Exclusive with MODEL. Default: None (and MODEL "
+        "None), which trains a default model on the reference at first start and caches it "
+        "under <warehouse>/_models/: StandardScaler+LogisticRegression, or for a reference "
+        "with categorical (string) features a ColumnTransformer of StandardScaler and "
+        "OneHotEncoder before LogisticRegression.",
+    )
+    model: str | None = Field(
+        None,
+        description="A model to serve named by import path, 'package.module:name' (e.g. "
+        "mypkg.scoring:predict): a fitted object with predict (optionally predict_proba), or "
+        "a function taking the rows and returning one label or number per row. Imported from "
+        "the server's working directory and PYTHONPATH. Exclusive with MODEL_PATH. "
+        "Default: None.",
+    )
+    model_input: Literal["auto", "numpy", "pandas", "polars", "arrow"] = Field(
+        "auto",
+        description="What the model is given the rows as, columns named and in the model's "
+        "order: numpy (a float64 array; numeric features only), pandas (a DataFrame, "
+        "categorical features of category dtype; needs pandas installed), polars (a "
+        "DataFrame, categorical features as strings) or arrow (a pyarrow Table). auto: the "
+        "type annotation of the first parameter of the model's function (or of its "
+        "predict) if it is one of those, else numpy for a reference of numeric features "
+        "and polars for one with categorical features. Default: auto.",
     )
     model_version: str | None = Field(
         None,
         description="Version label of the model. Default: None, which uses the first 12 hex "
-        "digits of the sha256 of the model file (or of the cached default model's key).",
+        "digits of the sha256 of the model file (of the cached default model's key; of the "
+        "import path and its module's source for MODEL).",
     )
     warehouse: str = Field(
         "./warehouse",
@@ -158,7 +181,7 @@ class ServingSettings(BaseSettings):
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
 
-    @field_validator("label", "model_path", mode="before")
+    @field_validator("label", "model_path", "model", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         # DRIFTLAKE_MODEL_PATH= (set but empty) means "not set"

@@ -13,6 +13,8 @@ import orjson
 import pytest
 
 from harness.servers import ServerHandle, feature_frame, model_server, request_body
+from tests import models_for_serving as models
+from tests.models_for_serving import write_mixed_reference
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -52,8 +54,8 @@ def test_prediction_body_and_answers_are_documented(document, path):
     data = features["properties"]["data"]
     assert data["maxItems"] == MAX_ROWS and data["items"]["maxItems"] == len(COLUMNS)
     assert media["example"]["features"]["columns"] == COLUMNS
-    assert set(operation["responses"]) == {"200", "408", "413", "422"}
-    for status in ("408", "413", "422"):
+    assert set(operation["responses"]) == {"200", "408", "413", "422", "500"}
+    for status in ("408", "413", "422", "500"):
         schema = operation["responses"][status]["content"]["application/json"]["schema"]
         assert schema["required"] == ["detail"]
 
@@ -91,11 +93,12 @@ def test_values_the_model_overflows_on_get_422_not_a_null_probability(server):
     assert "not a finite number" in detail[0]["msg"]
 
 
-@pytest.mark.timeout(180)
-def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(server, tmp_path: Path):
+def schemathesis(url: str, cwd: Path, max_examples: int) -> subprocess.CompletedProcess:
+    """Run schemathesis against ``url``'s OpenAPI document."""
     cli = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or "schemathesis"
     # every check but positive_data_acceptance: a schema-valid row can still be one the model
-    # cannot answer (422 model_output), which the schema has no way to express
+    # cannot answer (422 model_output), or (with categorical features) hold a string in a
+    # numeric column, which a schema of columns in any order has no way to express
     checks = [
         "not_a_server_error",
         "status_code_conformance",
@@ -109,11 +112,11 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(server, t
     cmd = [
         cli,
         "run",
-        f"{server.url}/openapi.json",
+        f"{url}/openapi.json",
         "--checks",
         ",".join(checks),
         "--max-examples",
-        "100",
+        str(max_examples),
         "--seed",
         "23",
         "--workers",
@@ -124,10 +127,54 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(server, t
         "examples,coverage,fuzzing",
         "--no-color",
     ]
-    proc = subprocess.run(
-        cmd, cwd=tmp_path, capture_output=True, text=True, timeout=150, check=False
-    )
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=150, check=False)
+
+
+@pytest.mark.timeout(180)
+def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(server, tmp_path: Path):
+    proc = schemathesis(server.url, tmp_path, 100)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     assert "generated" in proc.stdout  # it did run cases
     logs = server.logs()
+    assert "Traceback" not in logs and "Exception in ASGI" not in logs
+
+
+@pytest.fixture(scope="module")
+def mixed_server(tmp_path_factory) -> ServerHandle:
+    root = tmp_path_factory.mktemp("openapi-mixed")
+    reference = write_mixed_reference(root / "reference.parquet")
+    env = {"label": models.LABEL, "model_name": "churn", "flush_interval": 0.2}
+    with model_server(root / "wh", reference=reference, max_batch_rows=MAX_ROWS, **env) as handle:
+        yield handle
+
+
+def test_a_mixed_schemas_document_says_which_columns_take_strings(mixed_server):
+    document = httpx.get(f"{mixed_server.url}/openapi.json", timeout=10, trust_env=False).json()
+    media = document["paths"]["/get-prediction"]["post"]["requestBody"]["content"]
+    schema = media["application/json"]["schema"]["properties"]["features"]["properties"]
+    data = schema["data"]
+    assert data["x-categorical-columns"] == ["plan", "payment"]
+    assert data["x-nullable-columns"] == ["payment"]  # the reference has nulls there only
+    assert data["items"]["items"] == {
+        "anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"}]
+    }
+    assert "a string for the categorical columns 'plan', 'payment'" in data["description"]
+    example = media["application/json"]["example"]
+    assert example["features"]["data"][0] == [0.0, 0.0, "basic", "bank"]  # commonest values
+    resp = httpx.post(
+        f"{mixed_server.url}/get-prediction",
+        content=orjson.dumps(example),
+        headers=JSON,
+        timeout=30,
+        trust_env=False,
+    )
+    assert resp.status_code == 200, resp.text
+
+
+@pytest.mark.timeout(180)
+def test_schemathesis_on_a_mixed_schema(mixed_server, tmp_path: Path):
+    proc = schemathesis(mixed_server.url, tmp_path, 50)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert "generated" in proc.stdout
+    logs = mixed_server.logs()
     assert "Traceback" not in logs and "Exception in ASGI" not in logs
