@@ -9,7 +9,7 @@ import pytest
 
 pytestmark = pytest.mark.unit
 
-PACKAGES = ("ingest", "ingest.capture", "ingest.maintain", "serving", "analytics")
+PACKAGES = ("driftlake", "ingest", "ingest.capture", "ingest.maintain", "serving", "analytics")
 
 
 @pytest.mark.parametrize("package", PACKAGES)
