@@ -43,7 +43,9 @@ def parse_settings(argv: list[str] | None) -> tuple[argparse.Namespace, Analytic
     run = sub.add_parser("run", help="test new windows every --interval seconds, forever")
     run.add_argument("--once", action="store_true", help="run one cycle and exit")
     run.add_argument(
-        "--drain", action="store_true", help="run cycles until no window closes, then exit"
+        "--drain",
+        action="store_true",
+        help="run cycles until no window closes and no new file is left unread, then exit",
     )
     back = sub.add_parser(
         "backfill",
@@ -120,8 +122,10 @@ def main(argv: list[str] | None = None) -> int:
             if command == "once":
                 driver.run_cycle()
             elif command == "drain":
-                while driver.run_cycle().windows and not stop.is_set():
-                    pass
+                while not stop.is_set():
+                    report = driver.run_cycle()
+                    if not (report.windows or report.backlog):
+                        break
             elif health is None:
                 driver.run_forever(stop)
             else:

@@ -1,29 +1,37 @@
 """Backfill: recompute the drift history of a time range from the landing zone, on Dask.
 
 A backfill cuts ALL rows of the range into windows exactly as the live job would (event-time
-order, count-based, window ids from 0) and tests them in parallel, one task per window,
-writing to its own history tree ``backfill/<name>/`` so the live history is never touched.
+order, count-based, window ids from 0) and tests them in parallel, in tasks of consecutive
+windows, writing to its own history tree ``backfill/<name>/`` so the live history is never
+touched.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
 from distributed import Client
 
-from analytics.detect import BATCH_ROWS, DetectConfig, WindowSpec, run_windows
+from analytics.detect import BATCH_ROWS, DetectConfig, WindowRun, WindowSpec
 from analytics.profile import ReferenceProfile
-from analytics.windows import KEY_SCHEMA, plan_windows
+from analytics.windows import KEY_SCHEMA, before, plan_windows
 from ingest import CorruptFileError, FileVanishedError, LandingError, Warehouse, hold
-from ingest.feed import file_keys
-from ingest.listing import landing_listing
-from ingest.paths import backfill_root, drift_dir
+from ingest.feed import reading_order, unread_from_us
+from ingest.listing import LandingFile, landing_listing
+from ingest.paths import backfill_root, drift_dir, partition_hour_us
+from ingest.reader import KEY_COLUMNS, read_file
+from ingest.schema import REPLICA, REQUEST_ID, TS
 
 FILE_WINDOWS = 5_000
+KEY_FILES = 100  # landing files whose keys one planning task reads, at most
+GROUP_BYTES = 32 << 20  # landing bytes whose keys are read before their windows are planned
 log = logging.getLogger("driftlake.analytics.backfill")
 ATTEMPTS = 3
 
@@ -45,12 +53,61 @@ class BackfillReport:
     seconds: float
 
 
-def _keys_of(warehouse: Warehouse, path: str) -> pl.DataFrame | None:
-    try:
-        return file_keys(warehouse, path)
-    except CorruptFileError as exc:
-        log.error("event=backfill_unreadable path=%s reason=%s", path, exc.reason)
-        return None
+def _keys_of(warehouse: Warehouse, paths: Sequence[str]) -> tuple[pl.DataFrame, list[str]]:
+    """The planning keys of several files (``file`` as the index of its path in ``paths``:
+    one string per row would be most of what is sent back), and the paths not readable.
+
+    The files' key columns are converted together: a conversion per file would cost more
+    than reading it."""
+    tables, index, unreadable = [], [], []
+    for i, path in enumerate(paths):
+        try:
+            tables.append(read_file(warehouse, path, KEY_COLUMNS))
+        except CorruptFileError as exc:
+            log.error("event=backfill_unreadable path=%s reason=%s", path, exc.reason)
+            unreadable.append(path)
+            continue
+        index.append(i)
+    counts = [t.num_rows for t in tables]
+    table = pa.concat_tables(tables, promote_options="permissive") if tables else None
+    frame = pl.DataFrame(schema=KEY_SCHEMA) if table is None else pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    keys = frame.select(
+        pl.Series("file", np.repeat(np.array(index, np.uint32), counts), pl.UInt32),
+        pl.Series("row", np.concatenate([np.arange(n) for n in [0, *counts]]), pl.UInt32),
+        pl.col(TS).dt.epoch("us").alias("ts") if table is not None else pl.col("ts"),
+        pl.col(REQUEST_ID).alias("request_id"),
+        pl.col(REPLICA).alias("replica"),
+    )
+    return keys, unreadable
+
+
+class _Keys:
+    """The planning keys of some landing files, being read on the workers ``KEY_FILES`` files
+    a task (a task per file would cost more than reading it)."""
+
+    def __init__(self, client: Client, warehouse: Warehouse, files: list[str]) -> None:
+        threads = sum(client.nthreads().values()) or 1
+        size = max(1, min(KEY_FILES, -(-len(files) // (4 * threads))))
+        self.files = files
+        self.chunks = [files[lo : lo + size] for lo in range(0, len(files), size)]
+        # ahead of the windows already submitted: they are planned while those are tested
+        self.futures = client.map(
+            _keys_of, [warehouse] * len(self.chunks), self.chunks, pure=False, priority=1
+        )
+        self.client = client
+
+    def result(self) -> tuple[pl.DataFrame, list[str]]:
+        """The keys (columns of ``KEY_SCHEMA``), and the files not readable."""
+        parts = self.client.gather(self.futures)
+        names = pl.Series("file", self.files, pl.String)
+        frames, unreadable, at = [], [], 0
+        for chunk, (keys, bad) in zip(self.chunks, parts, strict=True):
+            frames.append(keys.with_columns(names.gather(keys["file"] + at)))
+            unreadable += bad
+            at += len(chunk)
+        frame = pl.concat(frames) if frames else pl.DataFrame(schema=KEY_SCHEMA)
+        return frame.select(list(KEY_SCHEMA)), unreadable
 
 
 def backfill(
@@ -91,14 +148,21 @@ def backfill(
     since = None if start is None else int(start.astimezone(UTC).timestamp() * 1e6)
     with hold(warehouse, model, f"backfill-{name}", since or 0):
         warehouse.remove_tree(drift_dir(model, root))  # a rerun recomputes the whole range
+        grouped = True
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 return _backfill_once(
                     client, warehouse, profile, config, window_size, batch_rows, root, since,
-                    end, started,
+                    end, started, grouped,
                 )  # fmt: skip
             except FileVanishedError as exc:
                 log.warning("event=backfill_restart attempt=%d reason=%s", attempt, exc)
+            except _OutOfOrder as exc:
+                # a file out of its hour, or a replica's files out of publication order (not a
+                # capture writer's): plan all the range's rows in one pass instead
+                log.warning("event=backfill_ungrouped reason=%s", exc)
+                warehouse.remove_tree(drift_dir(model, root))
+                grouped = False
     raise LandingError(
         f"backfill {name}: landing files vanished during each of {ATTEMPTS} attempts; "
         "is retention deleting this range? Retry later"
@@ -116,6 +180,7 @@ def _backfill_once(
     since: int | None,
     end: datetime | None,
     started: float,
+    grouped: bool,
 ) -> BackfillReport:
     model = profile.model
     listing = landing_listing(warehouse, model, since_us=since)
@@ -123,34 +188,64 @@ def _backfill_once(
     # (or compaction) quarantines them
     for r in listing.rejected:
         log.error("event=backfill_unreadable path=%s reason=%s", r.path, r.reason)
-    files = [f.path for f in listing.files]
-    # keys are read on the workers; the driver only sorts them to cut the windows
-    parts = client.gather(client.map(_keys_of, [warehouse] * len(files), files, pure=False))
-    unreadable = tuple(r.path for r in listing.rejected) + tuple(
-        p for p, k in zip(files, parts, strict=True) if k is None
-    )
-    keys = [k.select(list(KEY_SCHEMA)) for k in parts if k is not None]
-    frame = pl.concat(keys) if keys else pl.DataFrame(schema=KEY_SCHEMA)
-    if since is not None:
-        frame = frame.filter(pl.col("ts") >= since)
-    if end is not None:
-        frame = frame.filter(pl.col("ts") < int(end.astimezone(UTC).timestamp() * 1e6))
-    plans, _ = plan_windows(frame, 2**62, window_size, 0, None)
-    specs = [WindowSpec.from_plan(model, p, history_root=root) for p in plans]
-    drifted = 0
-    # a history file (and the verdicts the driver holds) per FILE_WINDOWS windows: a long
-    # range's history never sits whole in this process
-    for lo in range(0, len(specs), FILE_WINDOWS):
-        part = specs[lo : lo + FILE_WINDOWS]
-        results = run_windows(client, warehouse, part, profile, config, batch_rows)
-        drifted += sum(r.dataset_drift for r in results)
+    unreadable = [r.path for r in listing.rejected]
+    until = None if end is None else int(end.astimezone(UTC).timestamp() * 1e6)
+    # Files are planned a group at a time, in the live job's reading order (oldest hour
+    # first, each replica's files in publication order): a landing file holds rows of its
+    # hour only and a replica publishes its rows in order, so the windows closed below what
+    # the files not read yet can hold are those of one pass over all rows. The next group's
+    # keys are read while this one's are planned and the ones before tested, and only two
+    # groups' keys (and the rows of the open window) sit in this process.
+    pending = pl.DataFrame(schema=KEY_SCHEMA)
+    run = WindowRun(client, warehouse, profile, config, batch_rows)
+    running: list[WindowRun] = []
+    windows = rows = drifted = 0
+    groups = _groups(reading_order(listing.files)) if grouped else [list(listing.files)]
+    high: dict[str, int] = {}  # each replica's newest row read
+    cursor: tuple[int, str] | None = None  # the end of the last window cut
+    reading = [_Keys(client, warehouse, [f.path for f in groups[0]])]
+    for i, unread in enumerate(_left_after(groups)):
+        if i + 1 < len(groups):  # the next group's keys are read while this one is planned
+            reading.append(_Keys(client, warehouse, [f.path for f in groups[i + 1]]))
+        keys, bad = reading.pop(0).result()
+        unreadable += bad
+        group = groups[i]
+        for replica, ts in keys.group_by("replica").agg(pl.col("ts").max()).iter_rows():
+            high[replica] = max(high.get(replica, ts), ts)
+        if since is not None:
+            keys = keys.filter(pl.col("ts") >= since)
+        if until is not None:
+            keys = keys.filter(pl.col("ts") < until)
+        if cursor is not None and not keys.filter(before(cursor)).is_empty():
+            raise _OutOfOrder(f"a file of {group[0].path.rsplit('/', 1)[0]} holds an earlier row")
+        final = unread_from_us(unread, high)
+        watermark = 2**62 if final is None else final - 1
+        rows += keys.height
+        plans, pending = plan_windows(
+            pl.concat([pending, keys]), watermark, window_size, windows, None
+        )
+        windows += len(plans)
+        cursor = plans[-1].end_key if plans else cursor
+        while plans:
+            # a history file (and the verdicts held here) per FILE_WINDOWS windows: a long
+            # range's history never sits whole in this process
+            room = FILE_WINDOWS - len(run.specs)
+            run.submit(WindowSpec.from_plans(model, plans[:room], history_root=root))
+            plans = plans[room:]
+            if len(run.specs) == FILE_WINDOWS:
+                running.append(run)
+                run = WindowRun(client, warehouse, profile, config, batch_rows)
+        while len(running) > 1:  # the newest full file's tasks keep the workers busy
+            drifted += sum(r.dataset_drift for r in running.pop(0).finish())
+    for part in [*running, run]:
+        drifted += sum(r.dataset_drift for r in part.finish())
     report = BackfillReport(
         root=root,
-        files=len(files),
-        rows=frame.height,
-        windows=len(specs),
+        files=len(listing.files),
+        rows=rows,
+        windows=windows,
         drifted_windows=drifted,
-        unreadable=unreadable,
+        unreadable=tuple(unreadable),
         seconds=time.perf_counter() - started,
     )
     log.info(
@@ -163,3 +258,32 @@ def _backfill_once(
         report.seconds,
     )
     return report
+
+
+class _OutOfOrder(Exception):
+    """A landing file holds a row earlier than its hour, or than its replica's files before."""
+
+
+def _groups(files: list[LandingFile]) -> list[list[LandingFile]]:
+    """``files`` cut into consecutive runs of about ``GROUP_BYTES`` (the last may be less)."""
+    groups: list[list[LandingFile]] = [[]]
+    size = 0
+    for f in files:
+        if size >= GROUP_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(f)
+        size += f.size
+    return groups
+
+
+def _left_after(groups: list[list[LandingFile]]) -> list[dict[str | None, int]]:
+    """For each group, what the groups after it hold: each replica (None: compacted files)
+    with the start of the earliest hour of its files there."""
+    out: list[dict[str | None, int]] = []
+    left: dict[str | None, int] = {}
+    for group in reversed(groups):
+        out.append(dict(left))
+        for f in reversed(group):  # reading order is oldest hour first
+            left[f.replica] = partition_hour_us(f.path.rsplit("/", 1)[0])
+    return out[::-1]

@@ -13,7 +13,15 @@ from analytics.chisq import CategoricalReference
 from analytics.profile import ReferenceProfile
 from analytics.stattests import Kind, StatTest, StatTestResult
 
-__all__ = ["ColumnQuality", "KindOutcome", "categorical_quality", "numeric_quality", "test_kind"]
+__all__ = [
+    "ColumnQuality",
+    "KindOutcome",
+    "categorical_quality",
+    "numeric_quality",
+    "numeric_quality_many",
+    "test_kind",
+    "test_numeric_many",
+]
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: fields hold arrays, compare by identity
@@ -55,6 +63,20 @@ def numeric_quality(window: np.ndarray, low: np.ndarray, high: np.ndarray) -> Co
         out_of_range_share=outside.sum(axis=0) / n,
         unseen=((),) * window.shape[1],
     )
+
+
+def numeric_quality_many(
+    windows: np.ndarray, low: np.ndarray, high: np.ndarray
+) -> list[ColumnQuality]:
+    """:func:`numeric_quality` of each of ``windows`` (float64 ``[W, rows, F]``) at once."""
+    n = max(windows.shape[1], 1)
+    present = ~np.isnan(windows)
+    with np.errstate(invalid="ignore"):
+        outside = present & ((windows < low) | (windows > high))
+    null_share = 1.0 - present.sum(axis=1) / n
+    out_of_range = outside.sum(axis=1) / n
+    unseen = ((),) * windows.shape[2]
+    return [ColumnQuality(null_share[w], out_of_range[w], unseen) for w in range(windows.shape[0])]
 
 
 def categorical_quality(frame: pl.DataFrame, reference: CategoricalReference) -> ColumnQuality:
@@ -145,3 +167,27 @@ def test_kind(
     values = {c: frame[c].to_list() for c in columns}
     quality = categorical_quality(frame, reference)
     return KindOutcome(columns, test, test(reference, values, options), quality)
+
+
+def test_numeric_many(
+    windows: np.ndarray, profile: ReferenceProfile, test: StatTest, options: Mapping[str, Any]
+) -> list[KindOutcome]:
+    """:func:`test_kind` of the numeric columns of many windows of one size at once.
+
+    Parameters
+    ----------
+    windows
+        float64 ``[W, rows, F]``: each window's numeric columns, as :func:`test_kind` takes
+        them.
+    profile, test, options
+        As for :func:`test_kind`.
+
+    Returns
+    -------
+    list of KindOutcome
+        One per window, each equal to what :func:`test_kind` returns for it.
+    """
+    columns = profile.columns("numeric")
+    results = test.run_many(profile.reference("numeric"), windows, options)
+    qualities = numeric_quality_many(windows, profile.low, profile.high)
+    return [KindOutcome(columns, test, r, q) for r, q in zip(results, qualities, strict=True)]

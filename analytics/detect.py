@@ -7,6 +7,7 @@ never pass through the driver, only the verdicts and the history rows do.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
@@ -16,10 +17,11 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pyarrow as pa
-from distributed import Client
+from distributed import Client, Future, as_completed
 
 from analytics import stattests
-from analytics.columns import KindOutcome, numeric_matrix, test_kind
+from analytics._batch_rows import read_batch
+from analytics.columns import KindOutcome, test_kind, test_numeric_many
 from analytics.correction import Correction, correct
 from analytics.profile import ReferenceProfile
 from analytics.settings import AnalyticsSettings
@@ -28,7 +30,6 @@ from analytics.windows import WindowPlan
 from ingest import Warehouse
 from ingest.errors import ConfigError
 from ingest.paths import DRIFT, drift_windows_path
-from ingest.reader import RowSelection, read_rows
 
 # rows a task tests (bench.analytics measures the per-task cost it spreads)
 BATCH_ROWS = 20_000
@@ -107,13 +108,21 @@ class DetectConfig:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: fields hold arrays, compare by identity
 class WindowSpec:
-    """What a worker needs to test one window: where its rows are, and its identity."""
+    """What a worker needs to test one window: where its rows are, and its identity.
+
+    Row ``i`` of the window (in event-time order) is row ``row_index[i]`` of the landing
+    file ``files[file_index[i]]``.
+    """
 
     model: str
     window_id: int
-    selections: tuple[RowSelection, ...]
+    files: tuple[str, ...]
+    file_index: np.ndarray
+    """uint32 [rows]: each row's landing file, an index into ``files``."""
+    row_index: np.ndarray
+    """uint32 [rows]: each row's position in its landing file."""
     start_us: int
     end_us: int
     first_request_id: str
@@ -126,24 +135,68 @@ class WindowSpec:
     @classmethod
     def from_plan(cls, model: str, plan: WindowPlan, history_root: str = DRIFT) -> WindowSpec:
         """Describe a planned window for the worker that will test it."""
-        return cls(
-            model=model,
-            window_id=plan.window_id,
-            selections=tuple(plan.selections()),
-            start_us=plan.start_us,
-            end_us=plan.end_us,
-            first_request_id=str(plan.keys["request_id"][0]),
-            last_request_id=str(plan.keys["request_id"][-1]),
-            rows=plan.rows,
-            replicas=plan.replicas,
-            late_rows=plan.late_rows,
-            history_root=history_root,
+        return cls.from_plans(model, [plan], history_root)[0]
+
+    @classmethod
+    def from_plans(
+        cls, model: str, plans: Sequence[WindowPlan], history_root: str = DRIFT
+    ) -> list[WindowSpec]:
+        """Describe planned windows, each as :meth:`from_plan` would (in one pass over all
+        their keys: a window's own pass would cost more than testing it)."""
+        plans = [p for p in plans if p.rows]
+        if not plans:
+            return []
+        keys = pl.concat([p.keys for p in plans], rechunk=True)
+        sizes = np.array([p.rows for p in plans], dtype=np.int64)
+        ends = np.cumsum(sizes)
+        starts = ends - sizes
+        files = keys["file"].unique(maintain_order=True)
+        codes = keys["file"].cast(pl.Enum(files)).to_physical().to_numpy()
+        names = files.to_list()
+        rows = keys["row"].to_numpy().astype(np.uint32, copy=False)
+        ts = keys["ts"].to_numpy()
+        first_ids = keys["request_id"].gather(starts).to_list()
+        last_ids = keys["request_id"].gather(ends - 1).to_list()
+        window = np.repeat(np.arange(len(plans)), sizes)
+        replicas = (
+            keys.select(pl.Series("w", window), "replica")
+            .group_by("w", maintain_order=True)
+            .agg(pl.col("replica").unique().sort())["replica"]
+            .to_list()
         )
+        # each window's files, and each row's index among them, for all windows at once:
+        # the distinct (window, file) pairs, in window order
+        pairs, pair_of_row = np.unique(window * len(names) + codes, return_inverse=True)
+        bounds = np.searchsorted(pairs, np.arange(len(plans) + 1) * len(names))
+        local = (pair_of_row.reshape(-1) - bounds[window]).astype(np.uint32)
+        file_of_pair = (pairs % len(names)).tolist()
+        out = []
+        for i, plan in enumerate(plans):
+            a, b = int(starts[i]), int(ends[i])
+            out.append(
+                cls(
+                    model=model,
+                    window_id=plan.window_id,
+                    files=tuple(names[j] for j in file_of_pair[bounds[i] : bounds[i + 1]]),
+                    file_index=local[a:b].copy(),
+                    row_index=rows[a:b].copy(),
+                    start_us=int(ts[a]),
+                    end_us=int(ts[b - 1]),
+                    first_request_id=first_ids[i],
+                    last_request_id=last_ids[i],
+                    rows=b - a,
+                    replicas=tuple(replicas[i]),
+                    late_rows=plan.late_rows,
+                    history_root=history_root,
+                )
+            )
+        return out
 
 
 @dataclass(frozen=True)
 class WindowResult:
-    """The verdict on one window, as written to history and pushed to Prometheus."""
+    """The verdict on one window, as written to history and pushed to Prometheus
+    (``spec`` is None only in what a Dask task sends back, see :func:`run_batch`)."""
 
     spec: WindowSpec
     features: tuple[str, ...]
@@ -154,6 +207,11 @@ class WindowResult:
     threshold: float
     dataset_drift: bool
     history_path: str
+    null_share: np.ndarray
+    """float64 [F]: share of the window's rows missing each feature."""
+    out_of_range_share: np.ndarray
+    """float64 [F]: share of rows outside the reference (below its minimum or above its
+    maximum; for a categorical feature, a category the reference never had)."""
 
     @property
     def features_drifting(self) -> int:
@@ -178,40 +236,88 @@ def run_windows(
     batch_rows: int = BATCH_ROWS,
 ) -> list[WindowResult]:
     """Test every spec on the Dask cluster and publish their history as one file; results in
-    spec order.
+    spec order (see :class:`WindowRun`)."""
+    run = WindowRun(client, warehouse, profile, config, batch_rows)
+    run.submit(specs)
+    return run.finish()
 
+
+class WindowRun:
+    """Consecutive windows tested on the Dask cluster, their history published as one file.
+
+    :meth:`submit` sends runs of consecutive specs as they are planned (the workers start at
+    once); :meth:`finish` collects the verdicts, in spec order, and publishes the history.
     Consecutive windows go to one task until it holds ``batch_rows`` rows (fewer when that
     leaves a worker thread idle): a task reads each landing file it needs once and pays the
     per-task cost once for all its windows. A task lost with its worker is retried on
     another one. The history file is named by the first and last window id, so writing the
     same windows again (a restarted driver) replaces it, never duplicates them.
     """
-    if not specs:
-        return []
-    threads = sum(client.nthreads().values()) or 1
-    batches = _batches(specs, batch_rows, threads)
-    futures = client.map(
-        run_batch,
-        [warehouse] * len(batches),
-        batches,
-        profile=profile,
-        config=config,
-        pure=False,
-        retries=2,
-    )
-    tested = client.gather(futures)
-    results = [r for part, _ in tested for r in part]
-    first, last = specs[0], specs[-1]
-    path = drift_windows_path(
-        first.model,
-        datetime.fromtimestamp(last.end_us / 1e6, tz=UTC),
-        first.window_id,
-        last.window_id,
-        first.history_root,
-    )
-    history = pa.concat_tables([table for _, table in tested])
-    warehouse.publish_table(history, path, compression="zstd")
-    return [dataclasses.replace(r, history_path=path) for r in results]
+
+    def __init__(
+        self,
+        client: Client,
+        warehouse: Warehouse,
+        profile: ReferenceProfile,
+        config: DetectConfig,
+        batch_rows: int = BATCH_ROWS,
+    ) -> None:
+        self.client = client
+        self.warehouse = warehouse
+        self.profile = profile
+        self.config = config
+        self.batch_rows = batch_rows
+        self.specs: list[WindowSpec] = []
+        self._futures: list[Future] = []
+
+    def submit(self, specs: Sequence[WindowSpec]) -> None:
+        """Start testing ``specs``, the windows that follow those submitted before."""
+        if not specs:
+            return
+        threads = sum(self.client.nthreads().values()) or 1
+        batches = _batches(specs, self.batch_rows, threads)
+        self._futures += self.client.map(
+            run_batch,
+            [self.warehouse] * len(batches),
+            batches,
+            profile=self.profile,
+            config=self.config,
+            detach=True,  # the verdicts come back without the specs this process holds
+            pure=False,
+            retries=2,
+        )
+        self.specs += specs
+
+    def finish(self) -> list[WindowResult]:
+        """Wait for every window, publish their history as one file and return the verdicts.
+
+        Raises
+        ------
+        CorruptFileError, FileVanishedError
+            If a task could not read a landing file.
+        """
+        if not self.specs:
+            return []
+        index = {f.key: i for i, f in enumerate(self._futures)}
+        tested: list[Any] = [None] * len(self._futures)
+        # each result is fetched as its task ends, while the others still run
+        for future, result in as_completed(self._futures, with_results=True):
+            tested[index[future.key]] = result
+        results = [r for part, _ in tested for r in part]
+        first, last = self.specs[0], self.specs[-1]
+        path = drift_windows_path(
+            first.model,
+            datetime.fromtimestamp(last.end_us / 1e6, tz=UTC),
+            first.window_id,
+            last.window_id,
+            first.history_root,
+        )
+        history = pa.concat_tables([table for _, table in tested])
+        self.warehouse.publish_table(history, path, compression="zstd")
+        return [
+            dataclasses.replace(r, spec=spec, history_path=path)
+            for r, spec in zip(results, self.specs, strict=True)
+        ]
 
 
 def _batches(
@@ -240,44 +346,74 @@ def run_batch(
     specs: Sequence[WindowSpec],
     profile: ReferenceProfile,
     config: DetectConfig,
+    *,
+    detach: bool = False,
 ) -> tuple[list[WindowResult], pa.Table]:
     """Test consecutive windows; return their verdicts and their history rows (not written).
 
-    Each landing file the windows share is read once (only the monitored columns).
+    Each landing file the windows share is read once (only the monitored columns), and
+    windows of one size are tested together where their test allows (one vectorized call
+    for all of them). With ``detach`` the verdicts' ``spec`` is None: a Dask task sends
+    back only what the driver, which holds the specs, does not have.
     """
     kinds = [kind for kind in KINDS if profile.columns(kind)]
     features = tuple(c for kind in kinds for c in profile.columns(kind))
     options = {f.name: getattr(config, f.name) for f in fields(config) if f.init}
-    # all the batch's rows at once, in window order: each file read once, one conversion
-    selections = [s for spec in specs for s in spec.selections]
-    rows = read_rows(warehouse, selections, list(features))
-    numeric = numeric_matrix(rows, profile.columns("numeric")) if "numeric" in kinds else None
-    results, columns, at = [], [], 0
-    for spec in specs:
-        frame = rows.slice(at, spec.rows)
-        window = None if numeric is None else numeric[at : at + spec.rows]
-        result, history = _test_window(
-            frame, window, spec, profile, config, kinds, features, options
-        )
-        results.append(result)
+    numeric_columns = profile.columns("numeric") if "numeric" in kinds else ()
+    other_columns = profile.columns("categorical") if "categorical" in kinds else ()
+    matrix, frame = read_batch(warehouse, specs, numeric_columns, other_columns)
+    parts: list[list[KindOutcome]] = [[] for _ in specs]
+    for kind in kinds:
+        test = config.test(kind)
+        if kind == "numeric":
+            assert matrix is not None
+            outcomes = _numeric_outcomes(specs, matrix, profile, test, options)
+        else:
+            assert frame is not None
+            outcomes = []
+            at = 0
+            for spec in specs:
+                window = frame.slice(at, spec.rows)
+                outcomes.append(test_kind(kind, window, profile, test, options))
+                at += spec.rows
+        for mine, outcome in zip(parts, outcomes, strict=True):
+            mine.append(outcome)
+    results, columns = [], []
+    for spec, mine in zip(specs, parts, strict=True):
+        result, history = _test_window(mine, spec, config, features)
+        results.append(dataclasses.replace(result, spec=None) if detach else result)
         columns.append(history)
-        at += spec.rows
     return results, _history_table(columns)
 
 
-def _test_window(
-    frame: pl.DataFrame,
-    numeric: np.ndarray | None,
-    spec: WindowSpec,
+def _numeric_outcomes(
+    specs: Sequence[WindowSpec],
+    matrix: np.ndarray,
     profile: ReferenceProfile,
-    config: DetectConfig,
-    kinds: list[Kind],
-    features: tuple[str, ...],
+    test: StatTest,
     options: dict[str, Any],
+) -> list[KindOutcome]:
+    """The numeric outcome of each window (its rows ``matrix``'s next ``spec.rows``): runs of
+    windows of one size are tested in one call."""
+    out: list[KindOutcome] = []
+    at = 0
+    for rows, run in itertools.groupby(specs, key=lambda s: s.rows):
+        count = len(list(run))
+        windows = matrix[at : at + rows * count].reshape(count, rows, matrix.shape[1])
+        out += test_numeric_many(windows, profile, test, options)
+        at += rows * count
+    return out
+
+
+def _test_window(
+    parts: list[KindOutcome],
+    spec: WindowSpec,
+    config: DetectConfig,
+    features: tuple[str, ...],
 ) -> tuple[WindowResult, dict[str, Any]]:
-    """Test one window's rows with the registered test of each column kind (all columns of
-    a kind at once); return the verdict and its history columns, one entry per feature."""
-    parts = [test_kind(kind, frame, profile, config.test(kind), options, numeric) for kind in kinds]
+    """Judge one window from the outcome of each column kind's test (``parts``, in
+    :data:`KINDS` order); return the verdict and its history columns, one entry per
+    feature."""
     tests = [p.test.name for p in parts for _ in p.columns]
     statistic = _per_column(parts, lambda o: o.result.statistic, np.float64)
     pvals = _per_column(parts, lambda o: o.result.p_value, np.float64)
@@ -292,6 +428,8 @@ def _test_window(
         gated = by_p & _per_column(parts, lambda o: o.test.effect_size, bool)
         drifted &= ~gated | (np.nan_to_num(statistic) >= config.min_statistic)
     testable = int(np.where(by_p, np.isfinite(pvals), np.isfinite(statistic)).sum())
+    null_share = _per_column(parts, lambda o: o.quality.null_share, np.float64)
+    out_of_range = _per_column(parts, lambda o: o.quality.out_of_range_share, np.float64)
     if config.drift_share is None:
         dataset_drift = bool(drifted.any())
     else:
@@ -317,10 +455,8 @@ def _test_window(
         "adjusted_p_value": np.asarray(decision.adjusted, np.float64),
         "threshold": np.where(by_p, decision.threshold, limit).astype(np.float64),
         "drifted": drifted,
-        "null_share": _per_column(parts, lambda o: o.quality.null_share, np.float64),
-        "out_of_range_share": _per_column(
-            parts, lambda o: o.quality.out_of_range_share, np.float64
-        ),
+        "null_share": null_share,
+        "out_of_range_share": out_of_range,
         "unseen_categories": [list(u) for p in parts for u in p.quality.unseen],
         "dataset_drift": np.full(n, dataset_drift, bool),
         "features_drifting": np.full(n, int(drifted.sum()), np.int32),
@@ -338,27 +474,33 @@ def _test_window(
         threshold=decision.threshold,
         dataset_drift=dataset_drift,
         history_path="",
+        null_share=null_share,
+        out_of_range_share=out_of_range,
     )
     return result, history
 
 
-_TIMES = ("window_start", "window_end", "computed_at")
+_ARROW_HISTORY = pl.DataFrame(schema=HISTORY_SCHEMA).to_arrow().schema
 
 
 def _history_table(windows: list[dict[str, Any]]) -> pa.Table:
     """The history rows of several windows as one Arrow table of :data:`HISTORY_SCHEMA`
-    (built once per task: a frame per window costs more than testing it)."""
-    data: dict[str, Any] = {}
-    for name, dtype in HISTORY_SCHEMA.items():
-        parts = [w[name] for w in windows]
+    (as Polars writes it), built column by column from the windows' arrays and lists: a
+    frame per window, or a Python object per row, costs more than testing the window."""
+    arrays = []
+    for f in _ARROW_HISTORY:
+        parts = [w[f.name] for w in windows]
         if isinstance(parts[0], np.ndarray):
-            data[name] = pl.Series(name, np.concatenate(parts))
+            arrays.append(pa.array(np.concatenate(parts)).cast(f.type))
+        elif pa.types.is_large_list(f.type):
+            rows = list(itertools.chain.from_iterable(parts))
+            offsets = np.zeros(len(rows) + 1, np.int64)
+            np.cumsum([len(r) for r in rows], out=offsets[1:])
+            values = pa.array(list(itertools.chain.from_iterable(rows)), f.type.value_type)
+            arrays.append(pa.LargeListArray.from_arrays(pa.array(offsets), values))
         else:
-            data[name] = pl.Series(name, [v for p in parts for v in p], dtype=dtype)
-    frame = pl.DataFrame(data).with_columns(
-        pl.col(c).cast(pl.Datetime("us")).dt.replace_time_zone("UTC") for c in _TIMES
-    )
-    return frame.cast(HISTORY_SCHEMA).to_arrow()
+            arrays.append(pa.array(list(itertools.chain.from_iterable(parts)), f.type))
+    return pa.Table.from_arrays(arrays, schema=_ARROW_HISTORY)
 
 
 def _per_column(

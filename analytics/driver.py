@@ -58,6 +58,9 @@ class CycleReport:
     seconds: float
     pushed: bool | None = None
     quarantined: tuple[str, ...] = field(default_factory=tuple)
+    backlog: bool = False
+    """New landing files were left for the next cycles (``max_files_per_cycle`` or
+    ``max_rows_per_cycle`` reached)."""
 
 
 class Driver:
@@ -113,12 +116,27 @@ class Driver:
         now_us = int((time.time() if now is None else now) * 1e6)
         cp = self.checkpoint
         # new files' keys; foreign and unreadable files are moved aside with the reason
-        batch = poll(self.warehouse, self.model, cp.feed)
+        # at most max_files_per_cycle files / max_rows_per_cycle rows: a backlog (a driver
+        # that was down) is planned in bounded steps
+        batch = poll(
+            self.warehouse,
+            self.model,
+            cp.feed,
+            max_files=self.settings.max_files_per_cycle,
+            max_rows=self.settings.max_rows_per_cycle,
+        )
         pending = pl.concat([cp.pending, batch.keys.select(cp.pending.columns)])
         high = dict(cp.replica_high_us)
         for replica, ts in batch.keys.group_by("replica").agg(pl.col("ts").max()).iter_rows():
             high[replica] = max(high.get(replica, ts), ts)
         wm = watermark(high, now_us, int(self.settings.max_lateness * 1e6))
+        unread_from = batch.unread_from_us(high)
+        if unread_from is not None:
+            # files left for the next cycles may hold rows from unread_from on: those are
+            # not final yet
+            wm = min(wm, unread_from - 1)
+        # no hour holding a file left unread is sealed (it would never be listed again)
+        seal_before = min([wm - int(self.settings.seal_after * 1e6), *batch.unread.values()])
         if self.settings.window_seconds:
             width = int(self.settings.window_seconds * 1e6)
             plans, remaining = plan_time_windows(pending, wm, width, cp.next_window_id, cp.cursor)
@@ -131,7 +149,7 @@ class Driver:
             remaining = pl.concat([*(p.keys for p in plans[limit:]), remaining])
             plans = plans[:limit]
         failpoint("planned")
-        specs = [WindowSpec.from_plan(self.model, p) for p in plans]
+        specs = WindowSpec.from_plans(self.model, plans)
         results: list[WindowResult] = []
         if specs:
             results = run_windows(
@@ -151,7 +169,7 @@ class Driver:
             next_window_id=cp.next_window_id + len(plans),
             cursor=plans[-1].end_key if plans else cp.cursor,
             # hours that closed seal_after before the watermark are no longer listed
-            feed=seal(advance(cp.feed, batch), wm - int(self.settings.seal_after * 1e6)),
+            feed=seal(advance(cp.feed, batch), seal_before),
             replica_high_us=high,
             pending=remaining,
             windows_total=cp.windows_total + len(results),
@@ -191,16 +209,18 @@ class Driver:
             seconds=elapsed,
             pushed=pushed,
             quarantined=tuple(r.path for r in batch.quarantined),
+            backlog=bool(batch.unread),
         )
         log.info(
             "event=cycle new_files=%d new_rows=%d windows=%d drifted=%d pending=%d "
-            "quarantined=%d seconds=%.3f",
+            "quarantined=%d backlog=%s seconds=%.3f",
             report.new_files,
             report.new_rows,
             len(results),
             sum(r.dataset_drift for r in results),
             report.pending_rows,
             len(report.quarantined),
+            report.backlog,
             elapsed,
         )
         return report

@@ -76,6 +76,19 @@ class AnalyticsSettings(BaseSettings):
     max_windows_per_cycle: int = Field(
         0, ge=0, description="Windows tested per cycle at most (0 = all that are closed)."
     )
+    max_files_per_cycle: int = Field(
+        1_000,
+        ge=0,
+        description="New landing files whose keys one cycle reads at most (0 = all): a "
+        "driver catching up on a backlog plans it in steps, oldest hour first.",
+    )
+    max_rows_per_cycle: int = Field(
+        1_000_000,
+        ge=0,
+        description="A cycle reads no further landing file once the new files it read hold "
+        "this many rows (0 = no bound); with max_files_per_cycle it bounds a cycle's "
+        "planning time and memory.",
+    )
     batch_rows: int = Field(
         20_000,
         ge=1,

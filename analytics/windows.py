@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import polars as pl
 
 from ingest.feed import KEY_SCHEMA
-from ingest.reader import RowSelection
 
 ORDER = ["ts", "request_id"]
 
@@ -49,14 +48,6 @@ class WindowPlan:
     @property
     def replicas(self) -> tuple[str, ...]:
         return tuple(sorted(self.keys["replica"].unique().to_list()))
-
-    def selections(self) -> list[RowSelection]:
-        """Group the rows by landing file, for the worker that reads them."""
-        grouped = self.keys.group_by("file", maintain_order=True).agg(pl.col("row"))
-        return [
-            RowSelection(path, tuple(rows))
-            for path, rows in zip(grouped["file"], grouped["row"], strict=True)
-        ]
 
 
 def watermark(replica_high_us: Mapping[str, int], now_us: int, max_lateness_us: int) -> int:
@@ -103,20 +94,21 @@ def plan_windows(
     final = pending.filter(pl.col("ts") <= watermark_us).sort(ORDER)
     later = pending.filter(pl.col("ts") > watermark_us)
     n_windows = final.height // window_size
-    windows = []
-    for i in range(n_windows):  # one iteration per window, not per row
-        keys = final.slice(i * window_size, window_size)
-        late = 0
-        if cursor is not None:
-            late = keys.filter(_before(cursor)).height
-        plan = WindowPlan(next_window_id + i, keys, late)
-        windows.append(plan)
-        cursor = plan.end_key
+    # only the first window can hold late rows: each later one starts after the end of the
+    # one before it, in this same order
+    late = 0
+    if cursor is not None and n_windows:
+        late = final.head(window_size).filter(before(cursor)).height
+    windows = [
+        WindowPlan(next_window_id + i, final.slice(i * window_size, window_size), late * (i == 0))
+        for i in range(n_windows)  # one iteration per window, not per row
+    ]
     remaining = pl.concat([final.slice(n_windows * window_size), later])
     return windows, remaining
 
 
-def _before(cursor: tuple[int, str]) -> pl.Expr:
+def before(cursor: tuple[int, str]) -> pl.Expr:
+    """True for keys that sort before ``cursor``, a ``(ts, request_id)``."""
     return (pl.col("ts") < cursor[0]) | (
         (pl.col("ts") == cursor[0]) & (pl.col("request_id") < cursor[1])
     )

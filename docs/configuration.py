@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings
 
 from analytics.__main__ import parse_settings as analytics_parse
 from analytics.settings import AnalyticsSettings
+from ingest.capture.settings import MonitorSettings
 from ingest.maintain.__main__ import parse_args as ingest_parse
 from ingest.maintain.settings import MaintenanceSettings
 from ingest.settings_cli import settings_flags
@@ -56,6 +57,7 @@ path functions raise `ConfigError` for them too.
 Contents: [the model server](#the-model-server-python--m-serving),
 [the analytics job](#the-analytics-job-python--m-analytics),
 [landing-zone maintenance](#landing-zone-maintenance-python--m-ingest),
+[the capture library](#the-capture-library-driftlakemonitor),
 [the demo and stream simulator](#the-demo-and-stream-simulator-runpy).
 """
 
@@ -201,9 +203,10 @@ def render() -> str:
     lines += _section(
         "The analytics job: `python -m analytics`",
         "`run` tests new windows every `--interval` seconds (`--once`: one cycle, `--drain`: "
-        "until no window closes); `backfill` recomputes a time range's history. Both take "
-        "every setting of `analytics.settings.AnalyticsSettings`, the maintenance settings "
-        "(used by `DRIFTLAKE_COMPACT_EVERY`) included.",
+        "until no window closes and no new file is left unread); `backfill` recomputes a "
+        "time range's history. Both take every setting of "
+        "`analytics.settings.AnalyticsSettings`, the maintenance settings (used by "
+        "`DRIFTLAKE_COMPACT_EVERY`) included.",
         AnalyticsSettings,
         {f"python -m analytics {name}": p for name, p in analytics.items()},
     )
@@ -214,6 +217,16 @@ def render() -> str:
         "Settings: `ingest.maintain.settings.MaintenanceSettings`.",
         MaintenanceSettings,
         {f"python -m ingest {name}": p for name, p in ingest.items()},
+    )
+    from examples import batch_scoring  # a user's job; the repository root is on sys.path
+
+    lines += _section(
+        "The capture library: `driftlake.Monitor`",
+        "A user's own service captures with `Monitor.from_settings()`, which reads "
+        "`ingest.capture.settings.MonitorSettings` (see [capture](capture.md)); "
+        "`examples/batch_scoring.py` takes each setting as a flag too.",
+        MonitorSettings,
+        {batch_scoring.PROG: parser_of(batch_scoring.parse_args)},
     )
     lines += [
         "## The demo and stream simulator: `run.py`",

@@ -11,6 +11,11 @@ round is::
     ...                                       # store mark durably (the consumer's checkpoint)
     release(warehouse, model, consumer, mark, holding=files_with_unused_rows)
 
+A bounded poll (``max_files``, ``max_rows``: a consumer catching up on a backlog) reads the
+oldest new files and leaves the rest for the next rounds; :meth:`FeedBatch.unread_from_us`
+says from which event time their rows may be, so the consumer treats none of its rows at or
+after it as final yet, and seals no hour holding one.
+
 Exactly once: a file is in a batch until a mark that contains it is stored, so a crash before
 that reads it again and a crash after never does; :func:`release` lets compaction rewrite only
 hours that a stored mark has sealed, so a file is never replaced by a compacted one while a
@@ -26,7 +31,7 @@ from typing import Any
 import polars as pl
 
 from ingest.errors import CorruptFileError
-from ingest.listing import landing_listing
+from ingest.listing import LandingFile, landing_partitions, partition_listing
 from ingest.manifest import RejectedFile
 from ingest.paths import partition_hour_us
 from ingest.progress import HOUR_US, ProgressMark, mark_sealed
@@ -41,8 +46,10 @@ __all__ = [
     "advance",
     "file_keys",
     "poll",
+    "reading_order",
     "release",
     "seal",
+    "unread_from_us",
 ]
 
 #: the planning keys of landing rows: the file, the row's position in it, its event time
@@ -105,15 +112,45 @@ class FeedMark:
 class FeedBatch:
     """What one :func:`poll` found.
 
-    ``files`` are the new landing paths read, in path order; ``keys`` are their rows'
-    planning keys (columns of :data:`KEY_SCHEMA`, files in that order, rows in file order);
-    ``quarantined`` are the files this poll moved to ``quarantine/`` with the reason: files
-    that could not be read, and files of a listed hour whose name fits no landing pattern.
+    ``files`` are the new landing paths read, in reading order (see :func:`poll`); ``keys``
+    are their rows' planning keys (columns of :data:`KEY_SCHEMA`, files in that order, rows
+    in file order); ``quarantined`` are the files this poll moved to ``quarantine/`` with the
+    reason: files that could not be read, and files of a listed hour whose name fits no
+    landing pattern.
+
+    ``unread`` is empty unless a bound of the poll left new files for later: then it maps
+    each replica with files left (None for compacted files and for the hours not listed) to
+    the start (µs since epoch) of the earliest hour holding one.
     """
 
     files: tuple[str, ...] = ()
     keys: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=KEY_SCHEMA))
     quarantined: tuple[RejectedFile, ...] = ()
+    unread: Mapping[str | None, int] = field(default_factory=dict)
+
+    def unread_from_us(self, replica_high_us: Mapping[str, int]) -> int | None:
+        """The earliest event time (µs) a row of the files left unread may hold; None when
+        the poll read every new file (see :func:`unread_from_us`)."""
+        return unread_from_us(self.unread, replica_high_us)
+
+
+def unread_from_us(
+    unread: Mapping[str | None, int], replica_high_us: Mapping[str, int]
+) -> int | None:
+    """The earliest event time (µs) a row of files not read yet may hold; None if none is.
+
+    ``unread`` maps each replica with files not read (None for compacted files) to the start
+    of the earliest hour holding one. A file holds rows of its hour only, and a replica
+    publishes its rows in order, so a replica's files not read yet hold no row before the
+    newest of its rows already read (``replica_high_us``, including those just read), when
+    they are read in :func:`reading_order`.
+    """
+    if not unread:
+        return None
+    return min(
+        hour if replica is None else max(hour, replica_high_us.get(replica, hour))
+        for replica, hour in unread.items()
+    )
 
 
 def file_keys(warehouse: Warehouse, path: str) -> pl.DataFrame:
@@ -130,7 +167,14 @@ def file_keys(warehouse: Warehouse, path: str) -> pl.DataFrame:
     return keys.select(list(KEY_SCHEMA))
 
 
-def poll(warehouse: Warehouse, model: str, mark: FeedMark) -> FeedBatch:
+def poll(
+    warehouse: Warehouse,
+    model: str,
+    mark: FeedMark,
+    *,
+    max_files: int = 0,
+    max_rows: int = 0,
+) -> FeedBatch:
     """Read the keys of ``model``'s landing files that ``mark`` has not seen.
 
     Only hours at or after ``mark.sealed_before_us`` are listed. Files that are not the
@@ -143,44 +187,86 @@ def poll(warehouse: Warehouse, model: str, mark: FeedMark) -> FeedBatch:
         Whose landing zone.
     mark
         The consumer's mark; give the batch back to :func:`advance` with this same mark.
+    max_files, max_rows
+        Bound one poll (0: no bound): it reads the keys of at most ``max_files`` files, and
+        of no further file once it holds ``max_rows`` rows. New files are read oldest hour
+        first, within an hour each replica's in the order it published them (its sequence
+        numbers), the replicas in turn; hours past the one where the bound was reached are
+        not even listed. What was left is in :attr:`FeedBatch.unread` for the next polls.
 
     Returns
     -------
     FeedBatch
-        The new files, their keys, and the files quarantined.
+        The new files read, their keys, what was left unread, and the files quarantined.
 
     Raises
     ------
     FileVanishedError
         If a listed file is gone before it is read (poll again).
     """
-    listing = landing_listing(warehouse, model, since_us=mark.sealed_before_us or None)
-    moved = set(quarantine_rejected(warehouse, listing.rejected))
-    quarantined = [r for r in listing.rejected if r.path in moved]
-    files, keys = [], []
-    for f in listing.files:
-        part, name = f.path.rsplit("/", 1)
-        if name in mark.seen.get(part, ()):
-            continue
-        try:
-            keys.append(file_keys(warehouse, f.path))
-        except CorruptFileError as exc:
-            bad = RejectedFile(f.path, exc.reason)
-            quarantined += [bad] if quarantine_rejected(warehouse, [bad]) else []
-            continue
-        files.append(f.path)
+    files: list[str] = []
+    keys: list[pl.DataFrame] = []
+    quarantined: list[RejectedFile] = []
+    unread: dict[str | None, int] = {}
+    rows = tried = 0
+    since = mark.sealed_before_us or None
+    for partition in landing_partitions(warehouse, model, since_us=since):
+        hour = partition_hour_us(partition)
+        if _full(tried, rows, max_files, max_rows):
+            # not listed: whatever this hour and the later ones hold starts at this hour
+            unread.setdefault(None, hour)
+            break
+        listing = partition_listing(warehouse, partition, skip=mark.seen.get(partition, ()))
+        moved = set(quarantine_rejected(warehouse, listing.rejected))
+        quarantined += [r for r in listing.rejected if r.path in moved]
+        for f in reading_order(listing.files):
+            if _full(tried, rows, max_files, max_rows):
+                unread.setdefault(f.replica, hour)
+                continue
+            tried += 1
+            try:
+                part = file_keys(warehouse, f.path)
+            except CorruptFileError as exc:
+                bad = RejectedFile(f.path, exc.reason)
+                quarantined += [bad] if quarantine_rejected(warehouse, [bad]) else []
+                continue
+            files.append(f.path)
+            keys.append(part)
+            rows += part.height
     if not keys:
-        return FeedBatch(quarantined=tuple(quarantined))
-    return FeedBatch(tuple(files), pl.concat(keys), tuple(quarantined))
+        return FeedBatch(quarantined=tuple(quarantined), unread=unread)
+    return FeedBatch(tuple(files), pl.concat(keys), tuple(quarantined), unread)
+
+
+def _full(tried: int, rows: int, max_files: int, max_rows: int) -> bool:
+    return bool((max_files and tried >= max_files) or (max_rows and rows >= max_rows))
+
+
+def reading_order(files: Iterable[LandingFile]) -> list[LandingFile]:
+    """Landing files in the order a bounded poll reads them: oldest hour first; within an
+    hour each replica's in name order (its publication order: the sequence number is
+    zero-padded), the replicas taking turns, so the files left unread at any point are the
+    last of each replica's."""
+    turns = []
+    counts: dict[tuple[str, str | None], int] = {}
+    for f in sorted(files, key=lambda f: f.path):
+        part = f.path.rsplit("/", 1)[0]
+        turn = counts[(part, f.replica)] = counts.get((part, f.replica), -1) + 1
+        turns.append((part, turn, f.replica or "", f.path, f))
+    return [t[-1] for t in sorted(turns, key=lambda t: t[:4])]
 
 
 def advance(mark: FeedMark, batch: FeedBatch) -> FeedMark:
     """Return ``mark`` with the files of ``batch`` (polled with ``mark``) seen."""
-    seen = {part: set(names) for part, names in mark.seen.items()}
+    added: dict[str, set[str]] = {}
     for path in batch.files:
         part, name = path.rsplit("/", 1)
-        seen.setdefault(part, set()).add(name)
-    return FeedMark(mark.sealed_before_us, {k: frozenset(v) for k, v in seen.items()})
+        added.setdefault(part, set()).add(name)
+    # only the partitions with new files are copied: a cycle's cost stays with what it read
+    seen = dict(mark.seen)
+    for part, names in added.items():
+        seen[part] = seen.get(part, frozenset()) | names
+    return FeedMark(mark.sealed_before_us, seen)
 
 
 def seal(mark: FeedMark, boundary_us: int) -> FeedMark:

@@ -9,6 +9,7 @@ reason, for whoever quarantines them.
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,6 +24,7 @@ __all__ = [
     "landing_listing",
     "landing_partitions",
     "list_landing",
+    "partition_listing",
 ]
 _DATE_DIR = re.compile(r"date=\d{4}-\d{2}-\d{2}")
 _HOUR_DIR = re.compile(r"hour=(?:[01]\d|2[0-3])")
@@ -79,14 +81,29 @@ def landing_listing(
     hour, and compacted parts whose compaction record cannot be read. Arguments as for
     :func:`list_landing`.
     """
-    files, rejected = [], []
+    files: list[LandingFile] = []
+    rejected: list[RejectedFile] = []
     for partition in landing_partitions(warehouse, model, since_us, until_us):
-        view = view_partition(warehouse, partition)
-        rejected += view.rejected
-        for f in view.visible:
-            parsed = paths.parse_landing_path(f.path.removeprefix(paths.LANDING + "/"))
-            files.append(LandingFile(f.path, parsed.replica if parsed else None, f.size))
+        listing = partition_listing(warehouse, partition)
+        files += listing.files
+        rejected += listing.rejected
     return LandingListing(tuple(files), tuple(rejected))
+
+
+def partition_listing(
+    warehouse: Warehouse, partition: str, skip: Container[str] = ()
+) -> LandingListing:
+    """List one hour partition (a relative dir from :func:`landing_partitions`) as
+    :func:`landing_listing` lists each of them, leaving out the visible files whose names
+    are in ``skip`` (a consumer's files already read)."""
+    view = view_partition(warehouse, partition)
+    files = []
+    for f in view.visible:
+        if f.path.rsplit("/", 1)[1] in skip:
+            continue
+        parsed = paths.parse_landing_path(f.path.removeprefix(paths.LANDING + "/"))
+        files.append(LandingFile(f.path, parsed.replica if parsed else None, f.size))
+    return LandingListing(tuple(files), view.rejected)
 
 
 def landing_partitions(

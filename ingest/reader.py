@@ -43,6 +43,7 @@ __all__ = [
     "landing_partitions",
     "list_landing",
     "read_file",
+    "read_files",
     "read_keys",
     "read_landing",
     "read_rows",
@@ -80,6 +81,9 @@ def _open(warehouse: Warehouse, path: str, whole: bool = False) -> pq.ParquetFil
 def read_file(warehouse: Warehouse, path: str, columns: Sequence[str] | None = None) -> pa.Table:
     """Read one landing file (only ``columns`` if given; one this file lacks is null).
 
+    Categorical columns (dictionary-encoded in landing files) read as strings, as
+    :func:`scan_files` reads them.
+
     Raises
     ------
     CorruptFileError
@@ -96,6 +100,9 @@ def read_file(warehouse: Warehouse, path: str, columns: Sequence[str] | None = N
         raise FileVanishedError(path) from exc
     except (OSError, pa.ArrowException) as exc:
         raise CorruptFileError(path, str(exc)) from exc
+    for i, f in enumerate(table.schema):
+        if pa.types.is_dictionary(f.type):  # a categorical feature reads as strings
+            table = table.set_column(i, f.name, table.column(i).cast(f.type.value_type))
     for c in columns:
         if c not in names:
             table = table.append_column(c, pa.nulls(table.num_rows))
@@ -141,24 +148,40 @@ def read_rows(
     """
     cols = list(dict.fromkeys([*KEY_COLUMNS, *columns]))
     paths = list(dict.fromkeys(sel.path for sel in selections))
-
-    def load(path: str) -> pl.DataFrame:
-        frame = pl.from_arrow(read_file(warehouse, path, cols))
-        assert isinstance(frame, pl.DataFrame)
-        return frame
-
-    if warehouse.is_local or len(paths) < 2:
-        files = {path: load(path) for path in paths}
-    else:  # a store's latency, not its bandwidth, bounds one reader: fetch files together
-        with ThreadPoolExecutor(min(_FETCHES, len(paths))) as pool:
-            files = dict(zip(paths, pool.map(load, paths), strict=True))
+    files = dict(zip(paths, read_files(warehouse, paths, cols), strict=True))
     frames = [files[sel.path][list(sel.rows)] for sel in selections]
     if not frames:
         return pl.DataFrame()
     return pl.concat(frames, how="diagonal_relaxed")
 
 
-_FETCHES = 8  # files one read_rows call fetches from an object store at once
+def read_files(
+    warehouse: Warehouse, paths: Sequence[str], columns: Sequence[str]
+) -> list[pl.DataFrame]:
+    """Read each of ``paths`` whole (only ``columns``, in that order; one a file lacks is
+    null), in order; an object store's files are fetched several at a time.
+
+    Raises
+    ------
+    CorruptFileError
+        If a file cannot be read.
+    FileVanishedError
+        If a file is gone.
+    """
+
+    def load(path: str) -> pl.DataFrame:
+        frame = pl.from_arrow(read_file(warehouse, path, columns))
+        assert isinstance(frame, pl.DataFrame)
+        return frame
+
+    if warehouse.is_local or len(paths) < 2:
+        return [load(path) for path in paths]
+    # a store's latency, not its bandwidth, bounds one reader: fetch files together
+    with ThreadPoolExecutor(min(_FETCHES, len(paths))) as pool:
+        return list(pool.map(load, paths))
+
+
+_FETCHES = 8  # files one read_files call fetches from an object store at once
 
 
 def file_schema(warehouse: Warehouse, path: str, size: int) -> pa.Schema:

@@ -69,6 +69,11 @@ class StatTest:
     correction. ``statistic``: a large statistic does (a distance, e.g. Wasserstein or PSI)."""
     effect_size: bool = False
     """The statistic is an effect size that the ``min_statistic`` gate applies to (KS's D)."""
+    many: StatTestFunc | None = None
+    """Optional, numeric tests only: ``many(reference, windows, options)`` tests ``W`` windows
+    of one size at once, ``windows`` float64 ``[W, rows, F]``, returning arrays ``[W, F]``
+    equal, window by window, to what ``func`` returns (a batch of windows then costs one
+    vectorized call, not ``W``)."""
 
     def __call__(self, reference: Any, window: Any, options: Mapping[str, Any]) -> StatTestResult:
         """Run :attr:`func` and check it returned one value per reference column.
@@ -88,6 +93,33 @@ class StatTest:
                     f"one value per column ({', '.join(reference.names)})"
                 )
         return result
+
+    def run_many(
+        self, reference: Any, windows: np.ndarray, options: Mapping[str, Any]
+    ) -> list[StatTestResult]:
+        """Test each of ``windows`` (numeric, float64 ``[W, rows, F]``), with :attr:`many`
+        if the test has it, else window by window; one result per window.
+
+        Raises
+        ------
+        ValueError
+            If :attr:`many` returns arrays that are not ``[W, F]``.
+        """
+        if self.many is None:
+            return [self(reference, window, options) for window in windows]
+        result = self.many(reference, windows, options)
+        expected = (windows.shape[0], len(reference.names))
+        for field in ("statistic", "p_value", "n_tested"):
+            shape = np.shape(getattr(result, field))
+            if shape != expected:
+                raise ValueError(
+                    f"stattest {self.name!r} returned {field} of shape {shape} for "
+                    f"{expected[0]} windows; expected {expected}"
+                )
+        return [
+            StatTestResult(result.statistic[w], result.p_value[w], result.n_tested[w])
+            for w in range(expected[0])
+        ]
 
 
 def register(test: StatTest) -> StatTest:

@@ -162,3 +162,39 @@ def test_poll_gives_each_file_once_quarantines_bad_files_once_and_skips_sealed_h
     assert sealed_before(wh, MODEL) == DAY_US + HOUR
     release(wh, MODEL, "analytics", seal(mark, DAY_US + 2 * HOUR))
     assert sealed_before(wh, MODEL) == DAY_US + 2 * HOUR
+
+
+def test_a_bounded_poll_reads_the_oldest_files_each_replicas_in_order_and_names_the_rest(
+    tmp_path,
+):
+    wh = Warehouse(tmp_path / "wh")
+    for replica, seed in (("r1", 1), ("r2", 2)):  # 3 files per replica in hour 0, 2 in hour 1
+        write_landing(wh, holdout_rows(30, seed=seed), replica=replica, start=DAY, per_file=10)
+        later = DAY + timedelta(hours=1, minutes=seed)
+        write_landing(wh, holdout_rows(20, seed=seed), replica=replica, start=later, per_file=10)
+    files = [f.path for f in list_landing(wh, MODEL)]
+    hour0 = sorted(p for p in files if p.startswith(part(0)))
+
+    first = poll(wh, MODEL, FeedMark(), max_files=3)
+    # replicas take turns, each in sequence order; hour 1 is not even listed
+    assert first.files == (hour0[0], hour0[3], hour0[1])
+    assert first.unread == {"r1": DAY_US, "r2": DAY_US, None: DAY_US + HOUR}
+    # a replica's unread files hold no row before its newest row read
+    high = {"r1": DAY_US + 10 * 10_000, "r2": DAY_US + 5 * 10_000}
+    assert first.unread_from_us(high) == DAY_US + 5 * 10_000
+    assert first.unread_from_us({"r1": DAY_US + HOUR + 1, "r2": DAY_US + HOUR + 2}) == DAY_US + HOUR
+    assert first.unread_from_us({}) == DAY_US
+
+    by_rows = poll(wh, MODEL, FeedMark(), max_rows=15)  # no file once it holds 15 rows
+    assert by_rows.files == first.files[:2] and by_rows.keys.height == 20
+
+    mark, got = FeedMark(), []
+    for _ in range(5):
+        batch = poll(wh, MODEL, mark, max_files=3)
+        got += batch.files
+        mark = advance(mark, batch)
+        if not batch.unread:
+            break
+    assert sorted(got) == sorted(files) and len(got) == len(files) == 10
+    last = poll(wh, MODEL, mark, max_files=3)
+    assert (last.files, last.keys.height, last.unread) == ((), 0, {})

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from analytics.ks import KSReference, ks_test
+from analytics.ks import KSReference, ks_test, ks_test_many
 from ingest.errors import ConfigError
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(120)]
@@ -107,6 +107,27 @@ def test_matches_ks_2samp_on_random_windows(method, case):
 def test_matches_ks_2samp_on_tiny_samples(method, case):
     columns, window = case
     assert_matches_scipy(columns, window, method)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=drift_cases(), windows=st.integers(1, 5), seed=st.integers(0, 2**32 - 1))
+def test_many_windows_at_once_equal_each_window_alone(method, case, windows, seed):
+    columns, window = case
+    rng = np.random.default_rng(seed)
+    # windows of one size: the case's window, shuffled and with more NaNs in some
+    stack = np.stack([rng.permutation(window) for _ in range(windows)])
+    stack[rng.random(stack.shape) < rng.choice([0.0, 0.3], size=(windows, 1, 1))] = np.nan
+    ref = KSReference.from_columns(columns)
+    many = ks_test_many(ref, stack, method=method)
+    assert many.statistic.shape == many.pvalue.shape == (windows, len(columns))
+    for w in range(windows):
+        alone = ks_test(ref, stack[w], method=method)
+        np.testing.assert_array_equal(many.statistic[w], alone.statistic)
+        np.testing.assert_array_equal(many.pvalue[w], alone.pvalue)
+        np.testing.assert_array_equal(many.n_window[w], alone.n_window)
+        assert many.method[w] == alone.method
+        assert_matches_scipy(columns, stack[w], method)
 
 
 @pytest.mark.parametrize("method", METHODS)
