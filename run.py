@@ -2,6 +2,8 @@
 
     uv run run.py --drift true              # drifted stream (detected)
     uv run run.py --drift false             # held-out rows, no drift (no alarm)
+    uv run run.py --dataset churn           # mixed numeric and categorical inputs, whose
+                                            # device and country mix moves (chi-squared)
 
 If nothing answers at ``--url`` (default http://localhost:8002, the compose gateway), the
 pipeline is started in this process tree: one model server on a free loopback port, a local
@@ -19,7 +21,7 @@ import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,9 +38,29 @@ from rich.table import Table
 
 from analytics import AnalyticsSettings, CycleReport, Driver, dask_client, read_history
 from ingest import ConfigError, Warehouse
+from serving import churn
 from serving.dataset import DemoStream
 
 ROOT = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A demo data set: the reference the pipeline serves and tests, and the rows streamed."""
+
+    reference: Path
+    model: str
+    label: str
+    stream: Callable[[bool, int, int], DemoStream | churn.ChurnStream]
+    """``stream(drift, drift_start, seed)``: the held-out rows, shifted from the start."""
+
+
+DATASETS = {
+    # 30 numeric features; drift moves four of them by one standard deviation
+    "breast-cancer": Dataset(ROOT / "reference.parquet", "breast_cancer", "target", DemoStream),
+    # 4 numeric and 4 categorical features; drift moves the device and country mix
+    "churn": Dataset(ROOT / churn.REFERENCE_FILE, churn.MODEL, churn.LABEL, churn.ChurnStream),
+}
 
 
 def parse_bool(text: str) -> bool:
@@ -68,6 +90,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="run.py", description="Stream rows at a driftlake gateway (or an embedded one)."
     )
     p.add_argument("--drift", type=parse_bool, default=True, help="true|false (default true)")
+    p.add_argument(
+        "--dataset",
+        choices=sorted(DATASETS),
+        default="breast-cancer",
+        help="demo data: breast-cancer (30 numeric features, default) or churn (numeric and "
+        "categorical features; drift moves the device and country mix)",
+    )
     p.add_argument("--url", default="http://localhost:8002", help="gateway to stream to")
     p.add_argument("--rate", type=float, default=100.0, help="requests per second (0 = max)")
     p.add_argument("--requests", type=int, default=2000, help="requests to send")
@@ -117,8 +146,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def model_server(warehouse: str, run_dir: Path, port: int, flush_interval: float):
-    """Run ``python -m serving`` on a loopback port until the block ends (SIGTERM flushes)."""
+def model_server(warehouse: str, run_dir: Path, port: int, flush_interval: float, dataset: Dataset):
+    """Run ``python -m serving`` for ``dataset`` on a loopback port until the block ends
+    (SIGTERM flushes)."""
     log = open(run_dir / "model-server.log", "ab")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [
@@ -126,7 +156,9 @@ def model_server(warehouse: str, run_dir: Path, port: int, flush_interval: float
             "--host", "127.0.0.1",
             "--port", str(port),
             "--warehouse", warehouse,
-            "--reference", str(ROOT / "reference.parquet"),
+            "--reference", str(dataset.reference),
+            "--model-name", dataset.model,
+            "--label", dataset.label,
             "--replica", "embedded-0",
             "--flush-interval", str(flush_interval),
         ],
@@ -248,10 +280,13 @@ def start_embedded(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    url = stack.enter_context(model_server(wh.url, run_dir, port, flush_interval=0.5))
+    dataset = DATASETS[args.dataset]
+    url = stack.enter_context(model_server(wh.url, run_dir, port, 0.5, dataset))
     settings = AnalyticsSettings(
         warehouse=wh.url,
-        reference_path=str(ROOT / "reference.parquet"),
+        reference_path=str(dataset.reference),
+        model_name=dataset.model,
+        label=dataset.label,
         window_size=args.window_size,
         interval=1.0,
         n_workers=2,
@@ -289,9 +324,13 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
         else:
             url = args.url.rstrip("/")
-            console.print(f"driftlake: streaming to {url} (drift={str(args.drift).lower()})")
+            console.print(
+                f"driftlake: streaming to {url} "
+                f"(dataset={args.dataset}, drift={str(args.drift).lower()})"
+            )
 
-        stream = DemoStream(args.drift, int(total * args.batch * args.drift_start), args.seed)
+        dataset = DATASETS[args.dataset]
+        stream = dataset.stream(args.drift, int(total * args.batch * args.drift_start), args.seed)
         with (
             httpx.Client(base_url=url, timeout=10.0) as http,
             Live(state.table(embedded), console=console, refresh_per_second=4) as live,
@@ -310,9 +349,8 @@ def main(argv: list[str] | None = None) -> int:
                     if delay > 0:
                         time.sleep(delay)
                 rows = stream.next_rows(args.batch)
-                body = orjson.dumps(
-                    {"features": {"columns": stream.columns, "data": rows.tolist()}}
-                )
+                data = rows if isinstance(rows, list) else rows.tolist()
+                body = orjson.dumps({"features": {"columns": stream.columns, "data": data}})
                 try:
                     resp = http.post(
                         "/get-prediction",

@@ -101,23 +101,43 @@ def build_registry(model: str, last: WindowResult | None, state: CycleState) -> 
             "Features drifting in the last window.",
             last.features_drifting,
         )
-        p = GaugeMetricFamily(
-            "driftlake_feature_p_value", "Raw p-value per feature.", labels=["feature"]
-        )
-        s = GaugeMetricFamily(
-            "driftlake_feature_statistic", "Test statistic per feature.", labels=["feature", "test"]
-        )
-        d = GaugeMetricFamily(
-            "driftlake_feature_drift", "1 if the feature drifted.", labels=["feature"]
-        )
-        for i, feature in enumerate(last.features):  # one series per feature: bounded labels
-            p.add_metric([feature], last.p_value[i])
-            s.add_metric([feature, last.tests[i]], last.statistic[i])
-            d.add_metric([feature], float(last.drifted[i]))
-        fams += [p, s, d]
+        fams += _feature_families(last)
     reg = CollectorRegistry()
     reg.register(_GroupCollector(fams))
     return reg
+
+
+# Per-feature gauges of the last window: (name, help, WindowResult attribute). Every one is
+# labelled by feature and by the test that judged it (ks, chi2, ...), so numeric and
+# categorical features are told apart in one query; both labels are bounded by the schema.
+_PER_FEATURE = (
+    ("driftlake_feature_p_value", "Raw p-value per feature.", "p_value"),
+    ("driftlake_feature_statistic", "Test statistic per feature.", "statistic"),
+    ("driftlake_feature_drift", "1 if the feature drifted.", "drifted"),
+    (
+        "driftlake_feature_null_share",
+        "Share of the last window's rows missing the feature.",
+        "null_share",
+    ),
+    (
+        "driftlake_feature_out_of_range_share",
+        "Share of the last window's rows outside the reference: beyond its range (numeric) "
+        "or a category it never had (categorical).",
+        "out_of_range_share",
+    ),
+)
+
+
+def _feature_families(last: WindowResult) -> list[Metric]:
+    """One gauge family per entry of :data:`_PER_FEATURE`, a series per feature."""
+    fams = []
+    for name, doc, attr in _PER_FEATURE:
+        values = getattr(last, attr)
+        fam = GaugeMetricFamily(name, doc, labels=["feature", "test"])
+        for feature, test, value in zip(last.features, last.tests, values, strict=True):
+            fam.add_metric([feature, test], float(value))
+        fams.append(fam)
+    return fams
 
 
 class Pusher:

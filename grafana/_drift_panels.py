@@ -1,4 +1,4 @@
-"""The dashboard's drift panels: per-window verdicts, per-feature p-values and flags."""
+"""The dashboard's drift panels: per-window verdicts, per-feature tests, p-values and flags."""
 
 from __future__ import annotations
 
@@ -66,15 +66,20 @@ def drift_panels() -> list[Panel]:
         ),
         panel(
             "table",
-            "Per-feature p-values and drift flags (latest window)",
+            "Per-feature tests, p-values and drift flags (latest window)",
             [
-                target(f"max by (feature) (driftlake_feature_p_value{{{M}}})", instant=True),
-                target(f"max by (feature) (driftlake_feature_statistic{{{M}}})", instant=True),
-                target(f"max by (feature) (driftlake_feature_drift{{{M}}})", instant=True),
+                target(_by_feature("driftlake_feature_p_value"), instant=True),
+                target(_by_feature("driftlake_feature_statistic"), instant=True),
+                target(_by_feature("driftlake_feature_drift"), instant=True),
+                target(_by_feature("driftlake_feature_out_of_range_share"), instant=True),
+                target(_by_feature("driftlake_feature_null_share"), instant=True),
             ],
             12,
             12,
-            description="Raw p-values; the drift flag is set after multiple-testing correction.",
+            description="One row per feature and the test that judged it: ks for numeric "
+            "features and the prediction, chi2 for categorical ones. Raw p-values; the drift "
+            "flag is set after multiple-testing correction. Out of reference: share of rows "
+            "beyond the reference's range, or (categorical) of a category it never had.",
             options={"sortBy": [{"displayName": "p-value", "desc": False}], "showHeader": True},
             overrides=[
                 {
@@ -88,6 +93,10 @@ def drift_panels() -> list[Panel]:
                     "matcher": {"id": "byName", "options": "p-value"},
                     "properties": [{"id": "decimals", "value": 6}],
                 },
+                {
+                    "matcher": {"id": "byRegexp", "options": "out of reference|missing"},
+                    "properties": [{"id": "unit", "value": "percentunit"}],
+                },
             ],
             transformations=[
                 {"id": "merge", "options": {}},
@@ -95,10 +104,13 @@ def drift_panels() -> list[Panel]:
                     "id": "organize",
                     "options": {
                         "excludeByName": {"Time": True},
+                        "indexByName": {"feature": 0, "test": 1},
                         "renameByName": {
                             "Value #A": "p-value",
                             "Value #B": "statistic",
                             "Value #C": "drift",
+                            "Value #D": "out of reference",
+                            "Value #E": "missing",
                         },
                     },
                 },
@@ -116,11 +128,12 @@ def drift_panels() -> list[Panel]:
         panel(
             "timeseries",
             "p-value: $feature",
-            [target(f'driftlake_feature_p_value{{{M}, feature="$feature"}}', "p-value")],
+            [target(f'driftlake_feature_p_value{{{M}, feature="$feature"}}', "{{test}}")],
             8,
             8,
             custom={"scaleDistribution": {"type": "log", "log": 10}},
-            description="Raw KS p-value of the selected feature per window (log scale).",
+            description="Raw p-value of the selected feature per window (log scale), from "
+            "its test: KS for a numeric feature, chi-squared for a categorical one.",
         ),
         panel(
             "timeseries",
@@ -131,12 +144,28 @@ def drift_panels() -> list[Panel]:
         ),
         panel(
             "timeseries",
+            "Out-of-reference share per feature",
+            [
+                target(
+                    _by_feature("driftlake_feature_out_of_range_share"),
+                    "{{feature}} ({{test}})",
+                )
+            ],
+            8,
+            8,
+            unit="percentunit",
+            description="Share of each window's rows beyond the reference's range (numeric) "
+            "or holding a category the reference never had (categorical): a new category "
+            "shows here the window it appears.",
+        ),
+        panel(
+            "timeseries",
             "Drift over time",
             [
                 target(f"max(driftlake_features_drifting{{{M}}})", "features drifting"),
                 target(f"max(driftlake_dataset_drift{{{M}}})", "dataset drift"),
             ],
-            8,
+            6,
             8,
         ),
         panel(
@@ -146,7 +175,7 @@ def drift_panels() -> list[Panel]:
                 target(f"sum(increase(driftlake_windows_total{{{M}}}[{RI}]))", "windows"),
                 target(f"sum(increase(driftlake_drifted_windows_total{{{M}}}[{RI}]))", "drifted"),
             ],
-            8,
+            6,
             8,
             custom={"drawStyle": "bars", "fillOpacity": 60},
         ),
@@ -154,15 +183,20 @@ def drift_panels() -> list[Panel]:
             "timeseries",
             "Rows per window",
             [target(f"max(driftlake_window_rows{{{M}}})", "rows")],
-            8,
+            6,
             8,
         ),
         panel(
             "timeseries",
             "Replicas contributing per window",
             [target(f"max(driftlake_window_replicas{{{M}}})", "replicas")],
-            8,
+            6,
             8,
             custom={"lineInterpolation": "stepAfter"},
         ),
     ]
+
+
+def _by_feature(metric: str) -> str:
+    """The model's per-feature gauge, one series per feature and the test that judged it."""
+    return f"max by (feature, test) ({metric}{{{M}}})"

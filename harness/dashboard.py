@@ -55,11 +55,13 @@ def dashboard_queries(dashboard: Mapping[str, Any]) -> list[PanelQuery]:
     return out
 
 
-def variables(start: float, end: float, *, feature: str = FEATURE) -> dict[str, str]:
+def variables(
+    start: float, end: float, *, feature: str = FEATURE, model: str = MODEL
+) -> dict[str, str]:
     """Values of the dashboard's template and Grafana's built-in variables for a time range."""
     rng = max(int(end - start), 1)
     return {
-        "model": MODEL,
+        "model": model,
         "feature": feature,
         "__rate_interval": RATE_INTERVAL,
         "__interval": f"{STEP:g}s",
@@ -83,14 +85,22 @@ def substitute(text: str, values: Mapping[str, str]) -> str:
 
 
 def evaluate(
-    prom_url: str, query: PanelQuery, start: float, end: float, step: float = STEP
+    prom_url: str,
+    query: PanelQuery,
+    start: float,
+    end: float,
+    step: float = STEP,
+    *,
+    model: str = MODEL,
+    feature: str = FEATURE,
 ) -> list[dict[str, Any]]:
-    """Run ``query`` as Grafana does: instant at ``end``, or a range query over the range.
+    """Run ``query`` as Grafana does: instant at ``end``, or a range query over the range,
+    with ``$model`` and ``$feature`` chosen as given.
 
     Returns the series, each ``{"metric": {...}, "values": [[t, "v"], ...]}`` (one pair for
     an instant query); raises ``ValueError`` on a PromQL error.
     """
-    expr = substitute(query.expr, variables(start, end))
+    expr = substitute(query.expr, variables(start, end, feature=feature, model=model))
     if query.instant:
         path, params = "query", {"query": expr, "time": end}
     else:

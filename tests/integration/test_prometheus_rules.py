@@ -153,13 +153,20 @@ def fake_replica() -> Iterator[str]:
 def push_cycle(gateway: str, cycle: int) -> None:
     """One analytics cycle's PUT, as the design's pusher does it."""
     reg = CollectorRegistry()
-    p_value = Gauge("driftlake_feature_p_value", "", ["feature"], registry=reg)
-    stat = Gauge("driftlake_feature_statistic", "", ["feature", "test"], registry=reg)
-    flag = Gauge("driftlake_feature_drift", "", ["feature"], registry=reg)
+    per_feature = {
+        name: Gauge(f"driftlake_feature_{name}", "", ["feature", "test"], registry=reg)
+        for name in ("p_value", "statistic", "drift", "null_share", "out_of_range_share")
+    }
     for i, feature in enumerate(FEATURES):
-        p_value.labels(feature).set(1e-9 if i == 0 else 0.4)
-        stat.labels(feature, "ks").set(0.3 if i == 0 else 0.05)
-        flag.labels(feature).set(1 if i == 0 else 0)
+        values = {
+            "p_value": 1e-9 if i == 0 else 0.4,
+            "statistic": 0.3 if i == 0 else 0.05,
+            "drift": 1 if i == 0 else 0,
+            "null_share": 0.0,
+            "out_of_range_share": 0.02 if i == 0 else 0.0,
+        }
+        for name, value in values.items():
+            per_feature[name].labels(feature, "ks").set(value)
     now = 1.7e9 + cycle
     gauges = {
         "driftlake_features_drifting": 1,
