@@ -10,7 +10,7 @@ import polars as pl
 
 from analytics.columns import numeric_matrix
 from ingest import Warehouse
-from ingest.reader import read_files
+from ingest.reader import read_many
 
 if TYPE_CHECKING:
     from analytics.detect import WindowSpec
@@ -25,8 +25,8 @@ def read_batch(
     """Read the rows of ``specs``' windows: the window of ``specs[0]`` first, each in its
     spec's row order.
 
-    Every landing file the windows name is read once, whole (only the given columns); the
-    rows are then taken from all of them at once.
+    Every landing file the windows name is read once, whole (only the given columns), all in
+    one scan; the rows are then taken from all of them at once.
 
     Returns
     -------
@@ -40,10 +40,9 @@ def read_batch(
         If a landing file cannot be read, or is gone.
     """
     paths = list(dict.fromkeys(path for spec in specs for path in spec.files))
-    frames = read_files(warehouse, paths, [*numeric, *other])
+    rows, counts = read_many(warehouse, paths, [*numeric, *other])
     where = {path: i for i, path in enumerate(paths)}
-    starts = np.zeros(len(frames), np.int64)
-    np.cumsum([f.height for f in frames[:-1]], out=starts[1:])
+    starts = np.cumsum(counts) - counts
     take = np.concatenate(
         [np.empty(0, np.int64)]
         + [
@@ -51,7 +50,6 @@ def read_batch(
             for spec in specs
         ]
     )
-    rows = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
     matrix = numeric_matrix(rows, numeric)[take] if numeric else None
     frame = rows.select(other)[take] if other else None
     return matrix, frame

@@ -14,24 +14,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import numpy as np
 import polars as pl
-import pyarrow as pa
 from distributed import Client
 
 from analytics.detect import BATCH_ROWS, DetectConfig, WindowRun, WindowSpec
 from analytics.profile import ReferenceProfile
 from analytics.windows import KEY_SCHEMA, before, plan_windows
-from ingest import CorruptFileError, FileVanishedError, LandingError, Warehouse, hold
+from ingest import FileVanishedError, LandingError, Warehouse, hold
 from ingest.feed import reading_order, unread_from_us
 from ingest.listing import LandingFile, landing_listing
 from ingest.paths import backfill_root, drift_dir, partition_hour_us
-from ingest.reader import KEY_COLUMNS, read_file
-from ingest.schema import REPLICA, REQUEST_ID, TS
+from ingest.reader import read_many_keys
 
 FILE_WINDOWS = 5_000
 KEY_FILES = 100  # landing files whose keys one planning task reads, at most
 GROUP_BYTES = 32 << 20  # landing bytes whose keys are read before their windows are planned
+FIRST_GROUP_BYTES = 2 << 20  # the first group's: see _groups
 log = logging.getLogger("driftlake.analytics.backfill")
 ATTEMPTS = 3
 
@@ -53,33 +51,19 @@ class BackfillReport:
     seconds: float
 
 
-def _keys_of(warehouse: Warehouse, paths: Sequence[str]) -> tuple[pl.DataFrame, list[str]]:
+def _keys_of(
+    warehouse: Warehouse, paths: Sequence[str]
+) -> tuple[pl.DataFrame, dict[str, int], list[str]]:
     """The planning keys of several files (``file`` as the index of its path in ``paths``:
-    one string per row would be most of what is sent back), and the paths not readable.
-
-    The files' key columns are converted together: a conversion per file would cost more
-    than reading it."""
-    tables, index, unreadable = [], [], []
-    for i, path in enumerate(paths):
-        try:
-            tables.append(read_file(warehouse, path, KEY_COLUMNS))
-        except CorruptFileError as exc:
-            log.error("event=backfill_unreadable path=%s reason=%s", path, exc.reason)
-            unreadable.append(path)
-            continue
-        index.append(i)
-    counts = [t.num_rows for t in tables]
-    table = pa.concat_tables(tables, promote_options="permissive") if tables else None
-    frame = pl.DataFrame(schema=KEY_SCHEMA) if table is None else pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)
-    keys = frame.select(
-        pl.Series("file", np.repeat(np.array(index, np.uint32), counts), pl.UInt32),
-        pl.Series("row", np.concatenate([np.arange(n) for n in [0, *counts]]), pl.UInt32),
-        pl.col(TS).dt.epoch("us").alias("ts") if table is not None else pl.col("ts"),
-        pl.col(REQUEST_ID).alias("request_id"),
-        pl.col(REPLICA).alias("replica"),
-    )
-    return keys, unreadable
+    one string per row would be most of what is sent back), each replica's newest row among
+    them, and the paths not readable."""
+    keys, failed = read_many_keys(warehouse, paths)
+    for exc in failed:
+        if isinstance(exc, FileVanishedError):
+            raise exc
+        log.error("event=backfill_unreadable path=%s reason=%s", exc.path, exc.reason)
+    high = dict(keys.group_by("replica").agg(pl.col("ts").max()).iter_rows())
+    return keys, high, [exc.path for exc in failed]
 
 
 class _Keys:
@@ -88,7 +72,7 @@ class _Keys:
 
     def __init__(self, client: Client, warehouse: Warehouse, files: list[str]) -> None:
         threads = sum(client.nthreads().values()) or 1
-        size = max(1, min(KEY_FILES, -(-len(files) // (4 * threads))))
+        size = max(1, min(KEY_FILES, -(-len(files) // threads)))
         self.files = files
         self.chunks = [files[lo : lo + size] for lo in range(0, len(files), size)]
         # ahead of the windows already submitted: they are planned while those are tested
@@ -97,13 +81,16 @@ class _Keys:
         )
         self.client = client
 
-    def result(self) -> tuple[pl.DataFrame, list[str]]:
-        """The keys (columns of ``KEY_SCHEMA``), and the files not readable."""
+    def result(self, high: dict[str, int]) -> tuple[pl.DataFrame, list[str]]:
+        """The keys (columns of ``KEY_SCHEMA``), and the files not readable; ``high`` (each
+        replica's newest row read) is raised to the newest of these files' rows."""
         parts = self.client.gather(self.futures)
         names = pl.Series("file", self.files, pl.String)
         frames, unreadable, at = [], [], 0
-        for chunk, (keys, bad) in zip(self.chunks, parts, strict=True):
+        for chunk, (keys, newest, bad) in zip(self.chunks, parts, strict=True):
             frames.append(keys.with_columns(names.gather(keys["file"] + at)))
+            for replica, ts in newest.items():
+                high[replica] = max(high.get(replica, ts), ts)
             unreadable += bad
             at += len(chunk)
         frame = pl.concat(frames) if frames else pl.DataFrame(schema=KEY_SCHEMA)
@@ -207,11 +194,9 @@ def _backfill_once(
     for i, unread in enumerate(_left_after(groups)):
         if i + 1 < len(groups):  # the next group's keys are read while this one is planned
             reading.append(_Keys(client, warehouse, [f.path for f in groups[i + 1]]))
-        keys, bad = reading.pop(0).result()
+        keys, bad = reading.pop(0).result(high)
         unreadable += bad
         group = groups[i]
-        for replica, ts in keys.group_by("replica").agg(pl.col("ts").max()).iter_rows():
-            high[replica] = max(high.get(replica, ts), ts)
         if since is not None:
             keys = keys.filter(pl.col("ts") >= since)
         if until is not None:
@@ -236,9 +221,9 @@ def _backfill_once(
                 running.append(run)
                 run = WindowRun(client, warehouse, profile, config, batch_rows)
         while len(running) > 1:  # the newest full file's tasks keep the workers busy
-            drifted += sum(r.dataset_drift for r in running.pop(0).finish())
+            drifted += int(running.pop(0).finish().dataset_drift.sum())
     for part in [*running, run]:
-        drifted += sum(r.dataset_drift for r in part.finish())
+        drifted += int(part.finish().dataset_drift.sum())
     report = BackfillReport(
         root=root,
         files=len(listing.files),
@@ -265,13 +250,15 @@ class _OutOfOrder(Exception):
 
 
 def _groups(files: list[LandingFile]) -> list[list[LandingFile]]:
-    """``files`` cut into consecutive runs of about ``GROUP_BYTES`` (the last may be less)."""
+    """``files`` cut into consecutive runs of about ``GROUP_BYTES`` (the last may be less);
+    the first runs are smaller, doubling from ``FIRST_GROUP_BYTES``, so the workers start
+    testing windows soon after the backfill starts."""
     groups: list[list[LandingFile]] = [[]]
-    size = 0
+    size, limit = 0, min(FIRST_GROUP_BYTES, GROUP_BYTES)
     for f in files:
-        if size >= GROUP_BYTES:
+        if size >= limit:
             groups.append([])
-            size = 0
+            size, limit = 0, min(2 * limit, GROUP_BYTES)
         groups[-1].append(f)
         size += f.size
     return groups

@@ -14,7 +14,7 @@ Correction = Literal["bonferroni", "fdr", "none"]
 
 _CORRECTIONS: tuple[str, ...] = get_args(Correction)
 
-__all__ = ["Correction", "Decision", "correct"]
+__all__ = ["Correction", "Decision", "correct", "correct_many"]
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: fields hold arrays, compare by identity
@@ -68,6 +68,29 @@ def correct(
     >>> d.drifted.tolist(), d.threshold
     ([True, False, False], 0.025)
     """
+    p = np.asarray(pvalues, dtype=np.float64)
+    if p.ndim != 1:
+        raise ValueError(f"pvalues must be a 1-D array, one per feature; got shape {p.shape}")
+    drifted, threshold, adjusted = correct_many(p[None, :], alpha, method)
+    return Decision(drifted=drifted[0], threshold=float(threshold[0]), adjusted=adjusted[0])
+
+
+def correct_many(
+    pvalues: np.ndarray, alpha: float = 0.05, method: Correction = "bonferroni"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`correct` of each row of ``pvalues`` (float64 ``[W, F]``, a window a row) at once.
+
+    Returns
+    -------
+    drifted, threshold, adjusted
+        bool ``[W, F]``, float64 ``[W]`` and float64 ``[W, F]``: row ``w`` of each is the
+        ``Decision`` field :func:`correct` gives for ``pvalues[w]``, to the bit.
+
+    Raises
+    ------
+    ConfigError, ValueError
+        As :func:`correct` (``pvalues`` must be 2-D).
+    """
     if method not in _CORRECTIONS:
         raise ConfigError(
             f"correction must be one of {', '.join(_CORRECTIONS)}; got {method!r}. "
@@ -85,27 +108,31 @@ def correct(
         )
     alpha = float(alpha)
     p = np.asarray(pvalues, dtype=np.float64)
-    if p.ndim != 1:
-        raise ValueError(f"pvalues must be a 1-D array, one per feature; got shape {p.shape}")
+    if p.ndim != 2:
+        raise ValueError(f"pvalues must be a 2-D array [windows, features]; got shape {p.shape}")
     tested = ~np.isnan(p)
     if np.any((p[tested] < 0) | (p[tested] > 1)):
         raise ValueError("pvalues must lie in [0, 1] (NaN for untestable features)")
-    k = int(tested.sum())
+    k = tested.sum(axis=1)
 
     if method == "none":
-        threshold, adjusted = alpha, p.copy()
+        threshold, adjusted = np.full(len(p), alpha), p.copy()
     elif method == "bonferroni":
         # With nothing tested nothing can be flagged; alpha keeps the threshold meaningful.
-        threshold = alpha / k if k else alpha
-        adjusted = np.minimum(1.0, p * k)
+        threshold = np.where(k > 0, alpha / np.maximum(k, 1), alpha)
+        adjusted = np.minimum(1.0, p * k[:, None])
     else:
+        threshold = np.zeros(len(p))
         adjusted = np.full(p.shape, np.nan)
-        adjusted[tested] = _benjamini_hochberg(p[tested])
-        rejected = tested & (adjusted <= alpha)
-        # Adjusted values are monotone in p, so BH rejects exactly the p-values up to this one.
-        threshold = float(p[rejected].max()) if rejected.any() else 0.0
-    drifted = tested & (p <= threshold)
-    return Decision(drifted=drifted, threshold=float(threshold), adjusted=adjusted)
+        for w, row in enumerate(p):
+            mask = tested[w]
+            adjusted[w, mask] = _benjamini_hochberg(row[mask])
+            rejected = mask & (adjusted[w] <= alpha)
+            # Adjusted values are monotone in p, so BH rejects exactly the p-values up to
+            # this one.
+            threshold[w] = row[rejected].max() if rejected.any() else 0.0
+    drifted = tested & (p <= threshold[:, None])
+    return drifted, threshold, adjusted
 
 
 def _benjamini_hochberg(p: np.ndarray) -> np.ndarray:

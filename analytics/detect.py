@@ -6,13 +6,12 @@ never pass through the driver, only the verdicts and the history rows do.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import polars as pl
@@ -22,7 +21,7 @@ from distributed import Client, Future, as_completed
 from analytics import stattests
 from analytics._batch_rows import read_batch
 from analytics.columns import KindOutcome, test_kind, test_numeric_many
-from analytics.correction import Correction, correct
+from analytics.correction import Correction, correct_many
 from analytics.profile import ReferenceProfile
 from analytics.settings import AnalyticsSettings
 from analytics.stattests import KINDS, Kind, StatTest
@@ -158,18 +157,21 @@ class WindowSpec:
         first_ids = keys["request_id"].gather(starts).to_list()
         last_ids = keys["request_id"].gather(ends - 1).to_list()
         window = np.repeat(np.arange(len(plans)), sizes)
-        replicas = (
-            keys.select(pl.Series("w", window), "replica")
-            .group_by("w", maintain_order=True)
-            .agg(pl.col("replica").unique().sort())["replica"]
-            .to_list()
-        )
         # each window's files, and each row's index among them, for all windows at once:
         # the distinct (window, file) pairs, in window order
         pairs, pair_of_row = np.unique(window * len(names) + codes, return_inverse=True)
         bounds = np.searchsorted(pairs, np.arange(len(plans) + 1) * len(names))
         local = (pair_of_row.reshape(-1) - bounds[window]).astype(np.uint32)
         file_of_pair = (pairs % len(names)).tolist()
+        # each window's replicas, sorted: the distinct (window, replica) pairs likewise, with
+        # replica codes in name order
+        replica_names = keys["replica"].unique().sort()
+        r = len(replica_names)
+        replica_codes = keys["replica"].cast(pl.Enum(replica_names)).to_physical().to_numpy()
+        replica_pairs = np.unique(window * r + replica_codes)
+        replica_bounds = np.searchsorted(replica_pairs, np.arange(len(plans) + 1) * r)
+        named = replica_names.to_list()
+        replica_of_pair = [named[j] for j in (replica_pairs % r).tolist()]
         out = []
         for i, plan in enumerate(plans):
             a, b = int(starts[i]), int(ends[i])
@@ -185,7 +187,7 @@ class WindowSpec:
                     first_request_id=first_ids[i],
                     last_request_id=last_ids[i],
                     rows=b - a,
-                    replicas=tuple(replicas[i]),
+                    replicas=tuple(replica_of_pair[replica_bounds[i] : replica_bounds[i + 1]]),
                     late_rows=plan.late_rows,
                     history_root=history_root,
                 )
@@ -195,8 +197,7 @@ class WindowSpec:
 
 @dataclass(frozen=True)
 class WindowResult:
-    """The verdict on one window, as written to history and pushed to Prometheus
-    (``spec`` is None only in what a Dask task sends back, see :func:`run_batch`)."""
+    """The verdict on one window, as written to history and pushed to Prometheus."""
 
     spec: WindowSpec
     features: tuple[str, ...]
@@ -239,7 +240,7 @@ def run_windows(
     spec order (see :class:`WindowRun`)."""
     run = WindowRun(client, warehouse, profile, config, batch_rows)
     run.submit(specs)
-    return run.finish()
+    return list(run.finish())
 
 
 class WindowRun:
@@ -275,20 +276,19 @@ class WindowRun:
         if not specs:
             return
         threads = sum(self.client.nthreads().values()) or 1
-        batches = _batches(specs, self.batch_rows, threads)
+        batches = [_SpecBatch(b) for b in _batches(specs, self.batch_rows, threads)]
         self._futures += self.client.map(
-            run_batch,
+            _run_batch_task,
             [self.warehouse] * len(batches),
             batches,
             profile=self.profile,
             config=self.config,
-            detach=True,  # the verdicts come back without the specs this process holds
             pure=False,
             retries=2,
         )
         self.specs += specs
 
-    def finish(self) -> list[WindowResult]:
+    def finish(self) -> Verdicts:
         """Wait for every window, publish their history as one file and return the verdicts.
 
         Raises
@@ -297,13 +297,12 @@ class WindowRun:
             If a task could not read a landing file.
         """
         if not self.specs:
-            return []
+            return Verdicts([], None, "")
         index = {f.key: i for i, f in enumerate(self._futures)}
         tested: list[Any] = [None] * len(self._futures)
         # each result is fetched as its task ends, while the others still run
         for future, result in as_completed(self._futures, with_results=True):
             tested[index[future.key]] = result
-        results = [r for part, _ in tested for r in part]
         first, last = self.specs[0], self.specs[-1]
         path = drift_windows_path(
             first.model,
@@ -314,10 +313,87 @@ class WindowRun:
         )
         history = pa.concat_tables([table for _, table in tested])
         self.warehouse.publish_table(history, path, compression="zstd")
-        return [
-            dataclasses.replace(r, spec=spec, history_path=path)
-            for r, spec in zip(results, self.specs, strict=True)
-        ]
+        return Verdicts(self.specs, _Judged.concat([judged for judged, _ in tested]), path)
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: fields hold arrays, compare by identity
+class _Judged:
+    """The verdicts on consecutive windows, a row per window: what a task sends back (a few
+    arrays however many windows it tested; an object per window would cost the driver more
+    than the window's test)."""
+
+    features: tuple[str, ...]
+    tests: tuple[str, ...]
+    statistic: np.ndarray
+    """float64 [W, F], and so ``p_value``, ``null_share``, ``out_of_range_share``."""
+    p_value: np.ndarray
+    drifted: np.ndarray
+    """bool [W, F]."""
+    null_share: np.ndarray
+    out_of_range_share: np.ndarray
+    threshold: np.ndarray
+    """float64 [W]: each window's p-value threshold after correction."""
+    dataset_drift: np.ndarray
+    """bool [W]."""
+
+    @classmethod
+    def concat(cls, parts: Sequence[_Judged]) -> _Judged:
+        return cls(
+            features=parts[0].features,
+            tests=parts[0].tests,
+            **{
+                f.name: np.concatenate([getattr(p, f.name) for p in parts])
+                for f in fields(cls)
+                if f.name not in ("features", "tests")
+            },
+        )
+
+    def result(self, i: int, spec: WindowSpec, history_path: str) -> WindowResult:
+        """The verdict on window ``i``, whose spec is ``spec``."""
+        return WindowResult(
+            spec=spec,
+            features=self.features,
+            tests=self.tests,
+            statistic=self.statistic[i],
+            p_value=self.p_value[i],
+            drifted=self.drifted[i],
+            threshold=float(self.threshold[i]),
+            dataset_drift=bool(self.dataset_drift[i]),
+            history_path=history_path,
+            null_share=self.null_share[i],
+            out_of_range_share=self.out_of_range_share[i],
+        )
+
+
+class Verdicts(Sequence[WindowResult]):
+    """The verdicts on a run's windows, in spec order, each built when asked for (a backfill
+    needs only :attr:`dataset_drift`)."""
+
+    def __init__(self, specs: Sequence[WindowSpec], judged: _Judged | None, path: str) -> None:
+        self._specs = specs
+        self._judged = judged
+        self.history_path = path
+        """Where the windows' history was published."""
+
+    @property
+    def dataset_drift(self) -> np.ndarray:
+        """bool [windows]: each window's verdict."""
+        return np.zeros(0, bool) if self._judged is None else self._judged.dataset_drift
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    @overload
+    def __getitem__(self, i: int) -> WindowResult: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[WindowResult]: ...
+    def __getitem__(self, i: int | slice) -> WindowResult | list[WindowResult]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if self._judged is None:
+            raise IndexError(i)
+        j = range(len(self))[i]
+        return self._judged.result(j, self._specs[j], self.history_path)
 
 
 def _batches(
@@ -341,33 +417,112 @@ def _batches(
     return out
 
 
+class _SpecBatch(Sequence[WindowSpec]):
+    """A task's consecutive window specs, pickled as a few arrays and lists and built again
+    only where used: one array per window would be its own frame in each of Dask's messages,
+    and the scheduler, which unpickles every task to place it, never looks at them."""
+
+    __slots__ = ("_packed", "_specs")
+
+    def __init__(self, specs: Sequence[WindowSpec]) -> None:
+        self._specs: tuple[WindowSpec, ...] | None = tuple(specs)
+        self._packed: tuple[Any, ...] | None = None
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return _packed_batch, (self._packed or _pack_specs(self._built()),)
+
+    def _built(self) -> tuple[WindowSpec, ...]:
+        if self._specs is None:
+            assert self._packed is not None
+            self._specs = _unpack_specs(*self._packed)
+        return self._specs
+
+    def __len__(self) -> int:
+        return len(self._built())
+
+    @overload
+    def __getitem__(self, i: int) -> WindowSpec: ...
+    @overload
+    def __getitem__(self, i: slice) -> tuple[WindowSpec, ...]: ...
+    def __getitem__(self, i: int | slice) -> WindowSpec | tuple[WindowSpec, ...]:
+        return self._built()[i]
+
+
+def _packed_batch(packed: tuple[Any, ...]) -> _SpecBatch:
+    batch = _SpecBatch(())
+    batch._specs, batch._packed = None, packed
+    return batch
+
+
+_SPEC_ARRAYS = ("file_index", "row_index")
+_SPEC_SCALARS = tuple(f.name for f in fields(WindowSpec) if f.name not in {"files", *_SPEC_ARRAYS})
+
+
+def _pack_specs(specs: Sequence[WindowSpec]) -> tuple[Any, ...]:
+    names = list(dict.fromkeys(f for spec in specs for f in spec.files))
+    where = {name: i for i, name in enumerate(names)}
+    scalars = [
+        (*(getattr(spec, f) for f in _SPEC_SCALARS), tuple(where[f] for f in spec.files))
+        for spec in specs
+    ]
+    arrays = [np.concatenate([getattr(s, f) for s in specs]) for f in _SPEC_ARRAYS]
+    return names, scalars, *arrays
+
+
+def _unpack_specs(
+    names: list[str], scalars: list[tuple[Any, ...]], file_index: np.ndarray, row_index: np.ndarray
+) -> tuple[WindowSpec, ...]:
+    specs, at = [], 0
+    for *values, files in scalars:
+        spec = dict(zip(_SPEC_SCALARS, values, strict=True))
+        end = at + spec["rows"]
+        specs.append(
+            WindowSpec(
+                **spec,
+                files=tuple(names[i] for i in files),
+                file_index=file_index[at:end],
+                row_index=row_index[at:end],
+            )
+        )
+        at = end
+    return tuple(specs)
+
+
 def run_batch(
     warehouse: Warehouse,
     specs: Sequence[WindowSpec],
     profile: ReferenceProfile,
     config: DetectConfig,
-    *,
-    detach: bool = False,
 ) -> tuple[list[WindowResult], pa.Table]:
     """Test consecutive windows; return their verdicts and their history rows (not written).
 
     Each landing file the windows share is read once (only the monitored columns), and
     windows of one size are tested together where their test allows (one vectorized call
-    for all of them). With ``detach`` the verdicts' ``spec`` is None: a Dask task sends
-    back only what the driver, which holds the specs, does not have.
+    for all of them).
     """
+    judged, history = _run_batch_task(warehouse, specs, profile, config)
+    return [judged.result(i, spec, "") for i, spec in enumerate(specs)], history
+
+
+def _run_batch_task(
+    warehouse: Warehouse,
+    specs: Sequence[WindowSpec],
+    profile: ReferenceProfile,
+    config: DetectConfig,
+) -> tuple[_Judged, pa.Table]:
+    """:func:`run_batch` as a Dask task runs it: the verdicts as a few arrays."""
     kinds = [kind for kind in KINDS if profile.columns(kind)]
     features = tuple(c for kind in kinds for c in profile.columns(kind))
     options = {f.name: getattr(config, f.name) for f in fields(config) if f.init}
     numeric_columns = profile.columns("numeric") if "numeric" in kinds else ()
     other_columns = profile.columns("categorical") if "categorical" in kinds else ()
     matrix, frame = read_batch(warehouse, specs, numeric_columns, other_columns)
-    parts: list[list[KindOutcome]] = [[] for _ in specs]
+    by_kind: list[list[KindOutcome]] = []
     for kind in kinds:
         test = config.test(kind)
         if kind == "numeric":
             assert matrix is not None
-            outcomes = _numeric_outcomes(specs, matrix, profile, test, options)
+            by_kind.append(_numeric_outcomes(specs, matrix, profile, test, options))
         else:
             assert frame is not None
             outcomes = []
@@ -376,14 +531,8 @@ def run_batch(
                 window = frame.slice(at, spec.rows)
                 outcomes.append(test_kind(kind, window, profile, test, options))
                 at += spec.rows
-        for mine, outcome in zip(parts, outcomes, strict=True):
-            mine.append(outcome)
-    results, columns = [], []
-    for spec, mine in zip(specs, parts, strict=True):
-        result, history = _test_window(mine, spec, config, features)
-        results.append(dataclasses.replace(result, spec=None) if detach else result)
-        columns.append(history)
-    return results, _history_table(columns)
+            by_kind.append(outcomes)
+    return _judge(by_kind, specs, config, features)
 
 
 def _numeric_outcomes(
@@ -405,107 +554,126 @@ def _numeric_outcomes(
     return out
 
 
-def _test_window(
-    parts: list[KindOutcome],
-    spec: WindowSpec,
+def _judge(
+    by_kind: list[list[KindOutcome]],
+    specs: Sequence[WindowSpec],
     config: DetectConfig,
     features: tuple[str, ...],
-) -> tuple[WindowResult, dict[str, Any]]:
-    """Judge one window from the outcome of each column kind's test (``parts``, in
-    :data:`KINDS` order); return the verdict and its history columns, one entry per
-    feature."""
-    tests = [p.test.name for p in parts for _ in p.columns]
-    statistic = _per_column(parts, lambda o: o.result.statistic, np.float64)
-    pvals = _per_column(parts, lambda o: o.result.p_value, np.float64)
-    by_p = _per_column(parts, lambda o: o.test.drift_when == "p_value", bool)
-    limit = _per_column(parts, lambda o: o.test.default_threshold, np.float64)
+) -> tuple[_Judged, pa.Table]:
+    """Judge consecutive windows from the outcome of each column kind's test (``by_kind``, in
+    :data:`KINDS` order, a list of one outcome per window each), all windows at once; return
+    the verdicts and their history rows (a row per window and feature)."""
+    kinds = [outcomes[0] for outcomes in by_kind]  # the tests, columns are every window's
+
+    def stacked(value: Callable[[KindOutcome], Any], dtype: type) -> np.ndarray:
+        """[W, F]: ``value`` of each window's outcome of each kind, kinds side by side."""
+        return np.concatenate(
+            [np.stack([np.asarray(value(o), dtype) for o in outcomes]) for outcomes in by_kind],
+            axis=1,
+        )
+
+    def per_column(value: Callable[[KindOutcome], Any], dtype: type) -> np.ndarray:
+        """[F]: ``value`` of each kind's test, for each of its columns."""
+        return np.concatenate([np.full(len(k.columns), value(k), dtype) for k in kinds])
+
+    tests = tuple(k.test.name for k in kinds for _ in k.columns)
+    statistic = stacked(lambda o: o.result.statistic, np.float64)
+    pvals = stacked(lambda o: o.result.p_value, np.float64)
+    by_p = per_column(lambda k: k.test.drift_when == "p_value", bool)
+    limit = per_column(lambda k: k.test.default_threshold, np.float64)
     # only p-value tests share the window's correction; a statistic test is judged alone
-    decision = correct(np.where(by_p, pvals, np.nan), alpha=config.alpha, method=config.correction)
+    flagged, threshold, adjusted = correct_many(
+        np.where(by_p, pvals, np.nan), alpha=config.alpha, method=config.correction
+    )
     with np.errstate(invalid="ignore"):
-        drifted = np.asarray(decision.drifted, dtype=bool) | (~by_p & (statistic >= limit))
+        drifted = flagged | (~by_p & (statistic >= limit))
     if config.min_statistic is not None:
         # in very large windows a negligible shift is significant; require a real effect
-        gated = by_p & _per_column(parts, lambda o: o.test.effect_size, bool)
+        gated = by_p & per_column(lambda k: k.test.effect_size, bool)
         drifted &= ~gated | (np.nan_to_num(statistic) >= config.min_statistic)
-    testable = int(np.where(by_p, np.isfinite(pvals), np.isfinite(statistic)).sum())
-    null_share = _per_column(parts, lambda o: o.quality.null_share, np.float64)
-    out_of_range = _per_column(parts, lambda o: o.quality.out_of_range_share, np.float64)
+    testable = np.where(by_p, np.isfinite(pvals), np.isfinite(statistic)).sum(axis=1)
+    drifting = drifted.sum(axis=1)
     if config.drift_share is None:
-        dataset_drift = bool(drifted.any())
+        dataset_drift = drifting > 0
     else:
-        dataset_drift = testable > 0 and drifted.sum() / testable >= config.drift_share
-
-    n = len(features)
-    history = {
-        "model": [spec.model] * n,
-        "window_id": np.full(n, spec.window_id, np.int64),
-        "window_start": np.full(n, spec.start_us, np.int64),
-        "window_end": np.full(n, spec.end_us, np.int64),
-        "first_request_id": [spec.first_request_id] * n,
-        "last_request_id": [spec.last_request_id] * n,
-        "rows": np.full(n, spec.rows, np.int64),
-        "replicas": np.full(n, len(spec.replicas), np.int32),
-        "replica_names": [list(spec.replicas)] * n,
-        "late_rows": np.full(n, spec.late_rows, np.int64),
-        "feature": list(features),
-        "test": tests,
-        "n_tested": _per_column(parts, lambda o: o.result.n_tested, np.int64),
-        "statistic": statistic,
-        "p_value": pvals,
-        "adjusted_p_value": np.asarray(decision.adjusted, np.float64),
-        "threshold": np.where(by_p, decision.threshold, limit).astype(np.float64),
-        "drifted": drifted,
-        "null_share": null_share,
-        "out_of_range_share": out_of_range,
-        "unseen_categories": [list(u) for p in parts for u in p.quality.unseen],
-        "dataset_drift": np.full(n, dataset_drift, bool),
-        "features_drifting": np.full(n, int(drifted.sum()), np.int32),
-        "correction": [config.correction] * n,
-        "alpha": np.full(n, config.alpha, np.float64),
-        "computed_at": np.full(n, time.time_ns() // 1000, np.int64),
-    }
-    result = WindowResult(
-        spec=spec,
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dataset_drift = (testable > 0) & (drifting / testable >= config.drift_share)
+    judged = _Judged(
         features=features,
-        tests=tuple(tests),
+        tests=tests,
         statistic=statistic,
         p_value=pvals,
         drifted=drifted,
-        threshold=decision.threshold,
+        null_share=stacked(lambda o: o.quality.null_share, np.float64),
+        out_of_range_share=stacked(lambda o: o.quality.out_of_range_share, np.float64),
+        threshold=threshold,
         dataset_drift=dataset_drift,
-        history_path="",
-        null_share=null_share,
-        out_of_range_share=out_of_range,
     )
-    return result, history
+    n_tested = stacked(lambda o: o.result.n_tested, np.int64)
+    unseen = [
+        u for w in range(len(specs)) for outcomes in by_kind for u in outcomes[w].quality.unseen
+    ]
+    return judged, _history_table(judged, specs, config, adjusted, n_tested, limit, by_p, unseen)
 
 
 _ARROW_HISTORY = pl.DataFrame(schema=HISTORY_SCHEMA).to_arrow().schema
 
 
-def _history_table(windows: list[dict[str, Any]]) -> pa.Table:
-    """The history rows of several windows as one Arrow table of :data:`HISTORY_SCHEMA`
-    (as Polars writes it), built column by column from the windows' arrays and lists: a
-    frame per window, or a Python object per row, costs more than testing the window."""
-    arrays = []
-    for f in _ARROW_HISTORY:
-        parts = [w[f.name] for w in windows]
-        if isinstance(parts[0], np.ndarray):
-            arrays.append(pa.array(np.concatenate(parts)).cast(f.type))
-        elif pa.types.is_large_list(f.type):
-            rows = list(itertools.chain.from_iterable(parts))
-            offsets = np.zeros(len(rows) + 1, np.int64)
-            np.cumsum([len(r) for r in rows], out=offsets[1:])
-            values = pa.array(list(itertools.chain.from_iterable(rows)), f.type.value_type)
-            arrays.append(pa.LargeListArray.from_arrays(pa.array(offsets), values))
-        else:
-            arrays.append(pa.array(list(itertools.chain.from_iterable(parts)), f.type))
+def _history_table(
+    judged: _Judged,
+    specs: Sequence[WindowSpec],
+    config: DetectConfig,
+    adjusted: np.ndarray,
+    n_tested: np.ndarray,
+    limit: np.ndarray,
+    by_p: np.ndarray,
+    unseen: list[tuple[str, ...]],
+) -> pa.Table:
+    """The history rows of judged windows (a row per window and feature, window-major) as one
+    Arrow table of :data:`HISTORY_SCHEMA` (as Polars writes it), built a column at a time:
+    a frame per window, or a Python object per row, costs more than testing the window."""
+    n_windows, n = judged.statistic.shape
+    each_window = pa.array(np.repeat(np.arange(n_windows), n))  # a window's value, per row
+    each_feature = pa.array(np.tile(np.arange(n), n_windows))  # a feature's value, per row
+
+    def windows(values: Sequence[Any], dtype: Any = None) -> np.ndarray | pa.Array:
+        if dtype is not None:
+            return np.repeat(np.asarray(values, dtype), n)
+        return pa.array(values).take(each_window)
+
+    def lists(rows: Sequence[Sequence[str]]) -> pa.Array:
+        offsets = np.zeros(len(rows) + 1, np.int64)
+        np.cumsum([len(r) for r in rows], out=offsets[1:])
+        values = pa.array(list(itertools.chain.from_iterable(rows)), pa.large_string())
+        return pa.LargeListArray.from_arrays(pa.array(offsets), values)
+
+    columns: dict[str, Any] = {
+        "model": pa.repeat(specs[0].model, n_windows * n),
+        "window_id": windows([s.window_id for s in specs], np.int64),
+        "window_start": windows([s.start_us for s in specs], np.int64),
+        "window_end": windows([s.end_us for s in specs], np.int64),
+        "first_request_id": windows([s.first_request_id for s in specs]),
+        "last_request_id": windows([s.last_request_id for s in specs]),
+        "rows": windows([s.rows for s in specs], np.int64),
+        "replicas": windows([len(s.replicas) for s in specs], np.int32),
+        "replica_names": lists([s.replicas for s in specs]).take(each_window),
+        "late_rows": windows([s.late_rows for s in specs], np.int64),
+        "feature": pa.array(judged.features).take(each_feature),
+        "test": pa.array(judged.tests).take(each_feature),
+        "n_tested": n_tested.ravel(),
+        "statistic": judged.statistic.ravel(),
+        "p_value": judged.p_value.ravel(),
+        "adjusted_p_value": adjusted.ravel(),
+        "threshold": np.where(by_p, judged.threshold[:, None], limit).ravel(),
+        "drifted": judged.drifted.ravel(),
+        "null_share": judged.null_share.ravel(),
+        "out_of_range_share": judged.out_of_range_share.ravel(),
+        "unseen_categories": lists(unseen),
+        "dataset_drift": np.repeat(judged.dataset_drift, n),
+        "features_drifting": np.repeat(judged.drifted.sum(axis=1).astype(np.int32), n),
+        "correction": pa.repeat(config.correction, n_windows * n),
+        "alpha": np.full(n_windows * n, config.alpha, np.float64),
+        "computed_at": np.full(n_windows * n, time.time_ns() // 1000, np.int64),
+    }
+    arrays = [pa.array(columns[f.name]).cast(f.type) for f in _ARROW_HISTORY]
     return pa.Table.from_arrays(arrays, schema=_ARROW_HISTORY)
-
-
-def _per_column(
-    parts: list[KindOutcome], value: Callable[[KindOutcome], Any], dtype: type
-) -> np.ndarray:
-    """``value(part)`` for the columns of every kind, end to end; a scalar fills its kind."""
-    arrays = [np.broadcast_to(np.asarray(value(p), dtype), len(p.columns)) for p in parts]
-    return np.concatenate(arrays) if arrays else np.empty(0, dtype)

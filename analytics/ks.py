@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import pairwise
 from typing import Literal
 
@@ -20,7 +21,7 @@ _METHODS = ("auto", "exact", "asymp")
 # ks_2samp's MAX_AUTO_N: 'auto' is exact only while both samples have at most this many values.
 _MAX_AUTO_N = 10_000
 _INT32_MAX = np.iinfo(np.int32).max
-# Bounds each [features x rows] temporary of the statistic to ~8 MiB on a 50,000-row window.
+# Bounds the statistic's sorted copy of the windows to ~8 MiB a block of features.
 _BLOCK_ELEMENTS = 1 << 20
 
 __all__ = [
@@ -91,6 +92,15 @@ class KSReference:
         packed = np.concatenate([np.empty(0), *self.sorted_values])
         return (KSReference._from_packed, (self.names, packed, offsets))
 
+    @cached_property
+    def _packed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The samples as :func:`analytics._ks_kernel.ks_statistics` takes them: one writable
+        float64 buffer holding them all, each one's start in it, and size."""
+        sizes = self.n_reference
+        starts = np.zeros(sizes.size, dtype=np.int64)
+        np.cumsum(sizes[:-1], out=starts[1:])
+        return np.concatenate([np.empty(0), *self.sorted_values]), starts, sizes
+
     @property
     def n_reference(self) -> np.ndarray:
         """Number of (non-NaN) reference values per feature, int64 [F]."""
@@ -143,11 +153,14 @@ def ks_test(reference: KSReference, window: np.ndarray, method: KSMethod = "auto
 
     Notes
     -----
-    Cost: one sort of the window and ``O(n log m)`` binary searches; the reference is never
-    re-sorted nor scanned. Exact p-values (``'auto'`` up to 10,000 values) run scipy's
-    compiled lattice recursion, ``O(D * m * n)`` per feature as inside ``ks_2samp``, which
-    dominates e.g. 1,000 window rows against 10,000 reference values. It is memoized on
-    ``(m, n, round(D * lcm(m, n)))``, which recurs across NaN-free windows of a fixed size.
+    Cost: one sort of the window, then one compiled walk of the smaller sample along the
+    larger, ``O(min(n, m) log(max(n, m) / min(n, m)))`` comparisons; the reference is never
+    re-sorted. The first call in a process loads numba and the compiled
+    kernel (about a second; it is compiled once and cached on disk). Exact p-values
+    (``'auto'`` up to 10,000 values) run scipy's compiled lattice recursion, ``O(D * m * n)``
+    per feature as inside ``ks_2samp``, which dominates e.g. 1,000 window rows against 10,000
+    reference values. It is memoized on ``(m, n, round(D * lcm(m, n)))``, which recurs across
+    NaN-free windows of a fixed size.
     :func:`ks_test_many` tests many windows of one size in one call.
 
     Examples
@@ -214,7 +227,7 @@ def ks_test_many(
             f"reference feature ({', '.join(reference.names)}); got shape {values.shape}"
         )
     m1 = reference.n_reference
-    statistic, n = _statistic(reference.sorted_values, values, m1)
+    statistic, n = _statistic(reference, values)
     m = np.broadcast_to(m1, n.shape)
     testable = (n > 0) & (m > 0)
     pvalue = np.full(n.shape, np.nan)
@@ -280,99 +293,29 @@ def _distinct_rows(*columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return distinct, inverse.reshape(-1)
 
 
-def _statistic(
-    sorted_reference: tuple[np.ndarray, ...], values: np.ndarray, m: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _statistic(reference: KSReference, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """KS statistic and non-NaN window count per window and feature of ``values``
-    ``[W, rows, F]``, each ``[W, F]``.
+    ``[W, rows, F]``, each ``[W, F]``; the statistic is NaN where either sample is empty.
 
-    Between two consecutive distinct window values the window ECDF is flat and the reference
-    ECDF can only rise, so the largest gap is found at a window value: either just below it
-    (reference count ``#ref < v``) or at it (``#ref <= v``). Each gap is computed as ks_2samp
-    does, count_ref / m - count_win / n in float64, so the maximum is bitwise the same.
+    numpy sorts each (feature, window) row, NaN last; the compiled kernel
+    (:func:`analytics._ks_kernel.ks_statistics`) walks it along the sorted reference and
+    computes each gap as ks_2samp does, so the statistic is bitwise ks_2samp's.
     """
+    from analytics._ks_kernel import ks_statistics  # numba loads on first use only
+
     n_windows, n_rows, n_features = values.shape
     statistic = np.full((n_windows, n_features), np.nan)
     n = np.zeros((n_windows, n_features), dtype=np.int64)
     if n_rows == 0 or n_windows == 0:
         return statistic, n
+    references, starts, sizes = reference._packed
     block = max(1, _BLOCK_ELEMENTS // (n_rows * n_windows))
-    rank = np.arange(n_rows, dtype=np.int64)
-    for lo in range(0, n_features, block):  # blocks bound memory; the work is vectorized
-        # [features, windows, rows]: each (feature, window) a row of values, sorted
-        x = np.array(values[:, :, lo : lo + block].transpose(2, 0, 1), order="C")
-        x.sort(axis=2)  # NaN sorts last: each row's first n values are its sample
-        hi = lo + x.shape[0]
-        nb = n_rows - np.isnan(x).sum(axis=2)  # [features, windows]
-        n[:, lo:hi] = nb.T
-        valid = rank < nb[:, :, None]
-        starts = np.empty(x.shape, dtype=bool)  # first element of each run of equal values
-        starts[:, :, 0] = True
-        np.not_equal(x[:, :, 1:], x[:, :, :-1], out=starts[:, :, 1:])
-        ends = np.empty(x.shape, dtype=bool)  # last element of each run
-        ends[:, :, -1] = True
-        ends[:, :, :-1] = starts[:, :, 1:]
-        below = np.zeros(x.shape, dtype=np.int64)  # #ref < x, read at run starts
-        at = np.zeros(x.shape, dtype=np.int64)  # #ref <= x, read at run ends
-        # np.searchsorted is 1-D and reference lengths differ: a few C calls per feature
-        for i, f in enumerate(range(lo, hi)):
-            ref = sorted_reference[f]
-            if ref.size == 0:
-                continue
-            if n_rows <= 8 * ref.size:  # every window's values into the reference at once
-                _search_reference(ref, x[i].reshape(-1), below[i].reshape(-1), at[i].reshape(-1))
-            else:
-                for w in range(n_windows):
-                    k = nb[i, w]
-                    _reference_counts(ref, x[i, w, :k], below[i, w], at[i, w])
-        safe_m = np.maximum(m[lo:hi], 1)[:, None, None]
-        safe_n = np.maximum(nb, 1)[:, :, None]
-        gap_below = np.abs(below / safe_m - rank / safe_n)
-        gap_at = np.abs(at / safe_m - (rank + 1) / safe_n)
-        # a gap counts only at its run's start (below) or end (at): the others are zeroed
-        # by a product (gaps are finite and >= 0), which is cheaper than masking them out
-        largest = np.maximum(
-            (gap_below * (starts & valid)).max(axis=2), (gap_at * (ends & valid)).max(axis=2)
-        )
-        statistic[:, lo:hi] = largest.T
-    statistic[(n == 0) | (m[None, :] == 0)] = np.nan
+    for lo in range(0, n_features, block):
+        hi = min(lo + block, n_features)
+        # [features, windows, rows]: each (feature, window) a row of values, sorted NaN last
+        x = np.array(values[:, :, lo:hi].transpose(2, 0, 1), order="C")
+        x.sort(axis=2)
+        block_statistic, block_n = ks_statistics(x, references, starts[lo:hi], sizes[lo:hi])
+        statistic[:, lo:hi] = block_statistic.T
+        n[:, lo:hi] = block_n.T
     return statistic, n
-
-
-def _reference_counts(ref: np.ndarray, win: np.ndarray, below: np.ndarray, at: np.ndarray):
-    """Fill ``below[k] = #ref < win[k]`` at run starts, ``at[k] = #ref <= win[k]`` at run ends.
-
-    Binary searches go from the smaller sample into the larger one: the window's values into
-    the reference or, for a window longer than the reference, the reference's values into the
-    window, turned into counts by a cumulative histogram. That works because, for a reference
-    value r and a run of equal window values starting at s and ending at k, ``#win < r`` and
-    ``#win <= r`` never fall strictly inside the run: ``#win < r <= k`` exactly when
-    ``r <= win[k]``, and ``#win <= r <= s`` exactly when ``r < win[s]``.
-    """
-    k = win.size
-    if k == 0 or ref.size == 0:
-        return
-    if k <= ref.size:
-        _search_reference(ref, win, below[:k], at[:k])
-    else:
-        at[:k] = _at_most(np.searchsorted(win, ref, side="left"), k)
-        below[:k] = _at_most(np.searchsorted(win, ref, side="right"), k)
-
-
-def _search_reference(ref: np.ndarray, win: np.ndarray, below: np.ndarray, at: np.ndarray):
-    """Fill ``below = #ref < win`` and ``at = #ref <= win`` elementwise (views written
-    through) by binary searches of ``win`` into the non-empty ``ref``; a NaN counts all of
-    ``ref`` as below it."""
-    left = np.searchsorted(ref, win, side="left")
-    below[:] = left
-    at[:] = left
-    # #ref <= v differs from #ref < v only where v is also a reference value: search
-    # again just for those (few, unless the data are discrete).
-    tied = ref[np.minimum(left, ref.size - 1)] == win
-    if tied.any():
-        at[tied] = np.searchsorted(ref, win[tied], side="right")
-
-
-def _at_most(positions: np.ndarray, k: int) -> np.ndarray:
-    """``out[j] = #(positions <= j)`` for j in 0..k-1."""
-    return np.bincount(positions, minlength=k + 1)[:k].cumsum()

@@ -24,19 +24,20 @@ mark could still list it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import polars as pl
 
-from ingest.errors import CorruptFileError
+from ingest.errors import CorruptFileError, FileVanishedError
 from ingest.listing import LandingFile, landing_partitions, partition_listing
 from ingest.manifest import RejectedFile
 from ingest.paths import partition_hour_us
 from ingest.progress import HOUR_US, ProgressMark, mark_sealed
 from ingest.quarantine import quarantine_rejected
-from ingest.reader import read_keys
+from ingest.reader import read_keys, read_many_keys
 from ingest.storage import Warehouse
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "FeedMark",
     "advance",
     "file_keys",
+    "files_keys",
     "poll",
     "reading_order",
     "release",
@@ -167,6 +169,17 @@ def file_keys(warehouse: Warehouse, path: str) -> pl.DataFrame:
     return keys.select(list(KEY_SCHEMA))
 
 
+def files_keys(
+    warehouse: Warehouse, paths: Sequence[str]
+) -> tuple[pl.DataFrame, list[CorruptFileError | FileVanishedError]]:
+    """Read the planning keys of many landing files at once (columns of :data:`KEY_SCHEMA`,
+    files in ``paths`` order), and the error of each file not read (CorruptFileError: it
+    cannot be read; FileVanishedError: it is gone), in ``paths`` order."""
+    keys, failed = read_many_keys(warehouse, paths)
+    names = pl.Series("file", paths, pl.String)
+    return keys.with_columns(names.gather(keys["file"])).select(list(KEY_SCHEMA)), failed
+
+
 def poll(
     warehouse: Warehouse,
     model: str,
@@ -219,27 +232,59 @@ def poll(
         listing = partition_listing(warehouse, partition, skip=mark.seen.get(partition, ()))
         moved = set(quarantine_rejected(warehouse, listing.rejected))
         quarantined += [r for r in listing.rejected if r.path in moved]
-        for f in reading_order(listing.files):
-            if _full(tried, rows, max_files, max_rows):
-                unread.setdefault(f.replica, hour)
-                continue
-            tried += 1
-            try:
-                part = file_keys(warehouse, f.path)
-            except CorruptFileError as exc:
-                bad = RejectedFile(f.path, exc.reason)
-                quarantined += [bad] if quarantine_rejected(warehouse, [bad]) else []
-                continue
-            files.append(f.path)
-            keys.append(part)
-            rows += part.height
-    if not keys:
+        todo = reading_order(listing.files)
+        at = 0  # todo[:at] are read (or quarantined)
+        while at < len(todo) and not _full(tried, rows, max_files, max_rows):
+            # the keys of several files are read at once; those past the bound are dropped
+            # unused, with their errors, as if never read
+            n = _chunk(len(todo) - at, tried, rows, len(files), max_files, max_rows)
+            chunk = [f.path for f in todo[at : at + n]]
+            part, failed = read_many_keys(warehouse, chunk)
+            errors = {e.path: e for e in failed}
+            counts = np.bincount(part["file"].to_numpy(), minlength=len(chunk))
+            used = 0
+            for path, count in zip(chunk, counts, strict=True):
+                if _full(tried, rows, max_files, max_rows):
+                    break
+                used += 1
+                tried += 1
+                error = errors.get(path)
+                if isinstance(error, FileVanishedError):
+                    raise error
+                if isinstance(error, CorruptFileError):
+                    bad = RejectedFile(path, error.reason)
+                    quarantined += [bad] if quarantine_rejected(warehouse, [bad]) else []
+                    continue
+                files.append(path)
+                rows += int(count)
+            at += used
+            names = pl.Series("file", chunk, pl.String)
+            part = part.filter(pl.col("file") < used) if used < len(chunk) else part
+            keys.append(part.with_columns(names.gather(part["file"])).select(list(KEY_SCHEMA)))
+        for f in todo[at:]:
+            unread.setdefault(f.replica, hour)
+    if not files:
         return FeedBatch(quarantined=tuple(quarantined), unread=unread)
     return FeedBatch(tuple(files), pl.concat(keys), tuple(quarantined), unread)
 
 
 def _full(tried: int, rows: int, max_files: int, max_rows: int) -> bool:
     return bool((max_files and tried >= max_files) or (max_rows and rows >= max_rows))
+
+
+_KEY_CHUNK = 500  # files whose keys one poll reads in one scan, at most
+
+
+def _chunk(left: int, tried: int, rows: int, read: int, max_files: int, max_rows: int) -> int:
+    """How many of the ``left`` files to read next: those the bounds may still take."""
+    n = min(left, _KEY_CHUNK)
+    if max_files:
+        n = min(n, max_files - tried)
+    if max_rows:
+        # as many as the rows still wanted fill at the rows per file seen so far
+        per_file = rows / read if read else 0
+        n = min(n, -(-(max_rows - rows) // per_file) if per_file >= 1 else 16)
+    return max(1, int(n))
 
 
 def reading_order(files: Iterable[LandingFile]) -> list[LandingFile]:

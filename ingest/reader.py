@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ingest._scan_many import SCAN_FAILURES, UPCAST, scan_counted, target_schema
+from ingest._scan_many import file_schema as _footer_schema
 from ingest.errors import CorruptFileError, FileVanishedError, LandingError
 from ingest.listing import (
     LandingFile,
@@ -46,6 +50,8 @@ __all__ = [
     "read_files",
     "read_keys",
     "read_landing",
+    "read_many",
+    "read_many_keys",
     "read_rows",
     "scan_files",
     "scan_landing",
@@ -54,9 +60,9 @@ __all__ = [
 log = logging.getLogger("driftlake.ingest.reader")
 KEY_COLUMNS = (TS, REQUEST_ID, REPLICA)
 HIVE_SCHEMA = {"model": pl.String, "date": pl.Date, "hour": pl.Int32}
-_UPCAST = pl.ScanCastOptions(
-    integer_cast="upcast", float_cast="upcast", categorical_to_string="allow"
-)
+_T = TypeVar("_T")
+# the key columns as every landing file holds them
+_KEY_TYPES = pl.Schema({TS: pl.Datetime("us", "UTC"), REQUEST_ID: pl.String, REPLICA: pl.String})
 _schemas: dict[tuple[str, int], pa.Schema] = {}
 _schemas_lock = threading.Lock()
 
@@ -95,7 +101,8 @@ def read_file(warehouse: Warehouse, path: str, columns: Sequence[str] | None = N
     try:
         names = pf.schema_arrow.names
         columns = names if columns is None else columns
-        table = pf.read(columns=[c for c in columns if c in names])
+        # a landing file is small: threads cost more CPU than they save
+        table = pf.read(columns=[c for c in columns if c in names], use_threads=False)
     except FileNotFoundError as exc:
         raise FileVanishedError(path) from exc
     except (OSError, pa.ArrowException) as exc:
@@ -133,8 +140,8 @@ def read_keys(warehouse: Warehouse, path: str) -> pl.DataFrame:
 def read_rows(
     warehouse: Warehouse, selections: Sequence[RowSelection], columns: Iterable[str]
 ) -> pl.DataFrame:
-    """Read the selected rows of several landing files (only ``columns``) into one frame,
-    in selection order; a file several selections name is read once.
+    """Read the selected rows of several landing files (the key columns, then ``columns``)
+    into one frame, in selection order; a file several selections name is read once.
 
     Files of different model versions may hold different columns or types: a column a file
     lacks is null for its rows, and numeric types widen (float32 to float64).
@@ -145,21 +152,31 @@ def read_rows(
         If a file cannot be read.
     FileVanishedError
         If a file is gone.
+    IndexError
+        If a selection names a row its file does not have.
     """
+    if not selections:
+        return pl.DataFrame()
     cols = list(dict.fromkeys([*KEY_COLUMNS, *columns]))
     paths = list(dict.fromkeys(sel.path for sel in selections))
-    files = dict(zip(paths, read_files(warehouse, paths, cols), strict=True))
-    frames = [files[sel.path][list(sel.rows)] for sel in selections]
-    if not frames:
-        return pl.DataFrame()
-    return pl.concat(frames, how="diagonal_relaxed")
+    rows, counts = read_many(warehouse, paths, cols)
+    starts = np.cumsum(counts) - counts
+    where = {path: i for i, path in enumerate(paths)}
+    take = []
+    for sel in selections:
+        i = where[sel.path]
+        at = np.asarray(sel.rows, np.int64)
+        if at.size and (at.min() < 0 or at.max() >= counts[i]):
+            raise IndexError(f"{sel.path} has {counts[i]} rows; a selection names {sel.rows}")
+        take.append(starts[i] + at)
+    return rows[np.concatenate(take)]
 
 
 def read_files(
     warehouse: Warehouse, paths: Sequence[str], columns: Sequence[str]
 ) -> list[pl.DataFrame]:
     """Read each of ``paths`` whole (only ``columns``, in that order; one a file lacks is
-    null), in order; an object store's files are fetched several at a time.
+    null), in order, as :func:`read_many` reads them.
 
     Raises
     ------
@@ -168,20 +185,202 @@ def read_files(
     FileVanishedError
         If a file is gone.
     """
+    rows, counts = read_many(warehouse, paths, columns)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    return [rows.slice(int(a), int(n)) for a, n in zip(starts, counts, strict=False)]
+
+
+def read_many(
+    warehouse: Warehouse, paths: Sequence[str], columns: Sequence[str]
+) -> tuple[pl.DataFrame, np.ndarray]:
+    """Read ``columns`` of every file of ``paths``, whole, into one frame, in ``paths``
+    order, and say how many rows each file gave.
+
+    Only ``columns`` are read, in that order; one a file lacks is null for its rows; floats
+    read as float64, other numeric types widen to the widest of the files', and categorical
+    (dictionary-encoded) columns read as strings. The files are read in one scan; if that
+    fails they are read one by one, so an error names the file at fault.
+
+    Returns
+    -------
+    rows, counts
+        The rows, and each path's row count (int64, aligned with ``paths``; a path given
+        twice is read twice).
+
+    Raises
+    ------
+    CorruptFileError
+        If a file cannot be read.
+    FileVanishedError
+        If a file is gone (list the landing zone again).
+    """
+    unique = list(dict.fromkeys(paths))
+    if not unique:
+        return pl.DataFrame(schema=dict.fromkeys(columns, pl.Null)), np.zeros(0, np.int64)
+    scanned = _scanned(unique, lambda: _scan_many(warehouse, unique, columns))
+    rows, counts = scanned or _read_each(warehouse, unique, columns)
+    return _as_given(rows, counts, unique, paths)
+
+
+def _scanned(
+    paths: Sequence[str], scan: Callable[[], tuple[pl.DataFrame, np.ndarray]]
+) -> tuple[pl.DataFrame, np.ndarray] | None:
+    """What ``scan`` read of ``paths``, or None if they are to be read file by file: the
+    scan failed (a file file by file names the one at fault), or there is one file (a
+    scan's setup costs more than reading it)."""
+    if len(paths) < 2:
+        return None
+    try:
+        return scan()
+    except SCAN_FAILURES as exc:
+        log.debug("event=scan_fallback files=%d reason=%s", len(paths), exc)
+        return None
+
+
+def read_many_keys(
+    warehouse: Warehouse, paths: Sequence[str]
+) -> tuple[pl.DataFrame, list[CorruptFileError | FileVanishedError]]:
+    """Read the planning keys of many landing files at once, and say which could not be read.
+
+    Returns
+    -------
+    keys, failed
+        The keys of the readable files, files in ``paths`` order, rows in file order:
+        ``file`` (UInt32, the file's index in ``paths``), ``row`` (UInt32, the row's position
+        in its file), ``ts`` (µs since epoch), ``request_id``, ``replica``. ``failed`` holds
+        the error of each file not read, in ``paths`` order: CorruptFileError (the file
+        cannot be read: quarantine it) or FileVanishedError (it is gone: list again); their
+        ``path`` names the file.
+    """
+    unique = list(dict.fromkeys(paths))
+    failed: list[CorruptFileError | FileVanishedError] = []
+    scanned = _scanned(unique, lambda: _scan_many(warehouse, unique, KEY_COLUMNS, _KEY_TYPES))
+    if scanned is not None:
+        rows, counts = scanned
+        rows = rows.with_columns(pl.col(TS).dt.epoch("us"))
+    else:
+        frames = []
+        for got in _each(warehouse, unique, lambda p: read_file(warehouse, p, KEY_COLUMNS)):
+            if isinstance(got, LandingError):
+                failed.append(got)
+            frames.append(_NO_KEYS if isinstance(got, LandingError) else _epoch_keys(got))
+        counts = np.array([f.height for f in frames], np.int64)
+        rows = pl.concat([_NO_KEYS, *frames])
+    rows, counts = _as_given(rows, counts, unique, paths)
+    starts = np.cumsum(counts) - counts
+    keys = rows.select(
+        pl.Series("file", np.repeat(np.arange(len(paths)), counts), pl.UInt32),
+        pl.Series("row", np.arange(rows.height) - np.repeat(starts, counts), pl.UInt32),
+        pl.col(TS).alias("ts"),
+        pl.col(REQUEST_ID).alias("request_id"),
+        pl.col(REPLICA).alias("replica"),
+    )
+    return keys, failed
+
+
+_NO_KEYS = pl.DataFrame(schema={TS: pl.Int64, REQUEST_ID: pl.String, REPLICA: pl.String})
+
+
+def _epoch_keys(table: pa.Table) -> pl.DataFrame:
+    """One file's key columns (as :func:`read_file` gives them), ``ts`` in µs since epoch."""
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    ts = pl.col(TS)
+    return frame.select(
+        ts.cast(pl.Int64) if frame.schema[TS] == pl.Null else ts.dt.epoch("us"),
+        pl.col(REQUEST_ID).cast(pl.String),
+        pl.col(REPLICA).cast(pl.String),
+    )
+
+
+def _scan_many(
+    warehouse: Warehouse,
+    paths: Sequence[str],
+    columns: Sequence[str],
+    schema: pl.Schema | None = None,
+) -> tuple[pl.DataFrame, np.ndarray]:
+    """:func:`ingest._scan_many.scan_counted` of ``paths``, under ``schema`` or else the
+    types the files give ``columns``."""
+    if not paths:
+        return pl.DataFrame(schema=schema or dict.fromkeys(columns, pl.Null)), np.zeros(0, np.int64)
+    uris = [warehouse.uri(p) for p in paths]
+    options = warehouse.storage_options
+    if schema is not None:
+        return scan_counted(uris, schema, options)
+    # the types of the first file, or of as many as hold every column (the last first: a
+    # newer model version's): the scan fails on a file whose column does not fit them
+    found: dict[str, pl.Schema] = {}
+    for uri in dict.fromkeys([uris[0], uris[-1], *uris[1:-1]]):
+        found[uri] = _footer_schema(uri, options)
+        schema = target_schema(list(found.values()), columns)
+        if pl.Null not in schema.dtypes():
+            break
+    assert schema is not None
+    rows, counts = scan_counted(uris, schema, options)
+    # except on a file without rows: its types count only once seen in its footer
+    empty = [uri for uri, n in zip(uris, counts, strict=True) if n == 0 and uri not in found]
+    if empty:
+        found.update((uri, _footer_schema(uri, options)) for uri in empty)
+        wider = target_schema(list(found.values()), columns)
+        if wider != schema:
+            rows = rows.cast(dict(wider))
+    return rows, counts
+
+
+def _read_each(
+    warehouse: Warehouse, paths: Sequence[str], columns: Sequence[str]
+) -> tuple[pl.DataFrame, np.ndarray]:
+    """:func:`read_many`, file by file (an object store's files several at a time)."""
 
     def load(path: str) -> pl.DataFrame:
         frame = pl.from_arrow(read_file(warehouse, path, columns))
         assert isinstance(frame, pl.DataFrame)
         return frame
 
+    frames = []
+    for got in _each(warehouse, paths, load):
+        if isinstance(got, LandingError):
+            raise got
+        frames.append(got)
+    counts = np.array([f.height for f in frames], np.int64)
+    rows = pl.concat(frames, how="diagonal_relaxed")
+    widen = [c for c, t in rows.schema.items() if t.is_float() and t != pl.Float64]
+    return rows.with_columns(pl.col(widen).cast(pl.Float64)).select(columns), counts
+
+
+def _as_given(
+    rows: pl.DataFrame, counts: np.ndarray, unique: Sequence[str], paths: Sequence[str]
+) -> tuple[pl.DataFrame, np.ndarray]:
+    """The rows and counts of ``unique`` (``paths`` without repeats) as of ``paths``."""
+    if len(unique) == len(paths):
+        return rows, counts
+    starts = np.cumsum(counts) - counts
+    at = {path: i for i, path in enumerate(unique)}
+    index = [at[p] for p in paths]
+    take = [np.arange(starts[i], starts[i] + counts[i]) for i in index]
+    return rows[np.concatenate([np.empty(0, np.int64), *take])], counts[index]
+
+
+def _each(
+    warehouse: Warehouse, paths: Sequence[str], read: Callable[[str], _T]
+) -> list[_T | CorruptFileError | FileVanishedError]:
+    """``read`` of each of ``paths`` (an object store's several at a time), or its error
+    naming the file, in ``paths`` order."""
+
+    def one(path: str) -> _T | CorruptFileError | FileVanishedError:
+        try:
+            return read(path)
+        except (CorruptFileError, FileVanishedError) as exc:
+            return exc
+
     if warehouse.is_local or len(paths) < 2:
-        return [load(path) for path in paths]
+        return [one(path) for path in paths]
     # a store's latency, not its bandwidth, bounds one reader: fetch files together
     with ThreadPoolExecutor(min(_FETCHES, len(paths))) as pool:
-        return list(pool.map(load, paths))
+        return list(pool.map(one, paths))
 
 
-_FETCHES = 8  # files one read_files call fetches from an object store at once
+_FETCHES = 8  # files a file-by-file read fetches from an object store at once
 
 
 def file_schema(warehouse: Warehouse, path: str, size: int) -> pa.Schema:
@@ -245,7 +444,7 @@ def scan_files(
         hive_schema=HIVE_SCHEMA if hive else None,
         schema=pl.DataFrame(schema.empty_table()).schema,
         missing_columns="insert",
-        cast_options=_UPCAST,
+        cast_options=UPCAST,
     )
 
 

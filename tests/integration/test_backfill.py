@@ -122,7 +122,12 @@ def test_files_planned_a_group_at_a_time_and_a_file_out_of_its_hour(tmp_path, mo
             backfill(client, wh, load_profile(settings), config, window_size=100, name="hours")
             assert "backfill_ungrouped" not in caplog.text
             # a file that is not a capture writer's: rows of 10:30 in the 11:00 partition
-            first = next(p for p in (tmp_path / "wh").rglob("*.parquet") if "hour=10" in str(p))
+            # (the hour's first file, by publication order: its last file's rows would follow
+            # the hour's other rows, in order wherever it lands)
+            first = min(
+                (p for p in (tmp_path / "wh").rglob("*.parquet") if "hour=10" in str(p)),
+                key=lambda p: p.name,
+            )
             first.rename(first.parent.parent / "hour=11" / first.name)
             report = backfill(client, wh, load_profile(settings), config, window_size=100, name="b")
             assert "backfill_ungrouped" in caplog.text  # found out, planned in one pass

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from analytics.correction import correct
+from analytics.correction import correct, correct_many
 from ingest.errors import ConfigError
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(120)]
@@ -108,3 +108,21 @@ def test_invalid_settings_raise_config_error_naming_the_expected_values(kwargs, 
 def test_out_of_range_p_values_are_rejected():
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         correct(np.array([0.5, 1.5]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.integers(0, 40).flatmap(
+        lambda f: st.lists(st.lists(p_value, min_size=f, max_size=f), min_size=1, max_size=6)
+    ),
+    alpha=alphas,
+    method=st.sampled_from(["bonferroni", "fdr", "none"]),
+)
+def test_many_windows_at_once_decide_each_as_alone_to_the_bit(rows, alpha, method):
+    # a task judges all its windows in one call; each must be what correct() gives it alone
+    drifted, threshold, adjusted = correct_many(np.array(rows, dtype=np.float64), alpha, method)
+    for w, row in enumerate(rows):
+        alone = correct(np.array(row, dtype=np.float64), alpha, method)
+        assert drifted[w].tolist() == alone.drifted.tolist()
+        assert threshold[w] == alone.threshold
+        np.testing.assert_array_equal(adjusted[w], alone.adjusted)  # NaN where NaN, else bitwise

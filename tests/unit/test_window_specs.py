@@ -19,7 +19,7 @@ from harness.landing import holdout_rows, model_schema, write_landing
 from ingest import Warehouse
 from ingest.feed import file_keys
 from ingest.listing import list_landing
-from ingest.reader import read_file
+from ingest.reader import read_file, read_many
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(120)]
 
@@ -71,12 +71,13 @@ def test_a_batch_reads_its_windows_rows_in_order_each_file_once(tmp_path, monkey
     plans, _ = plan_windows(keys, 2**62, 40, 0, None)
     specs = WindowSpec.from_plans(MODEL, plans)
     numeric = list(model_schema().numeric_features)[:5]
-    reads: list[str] = []
+    reads: list[list[str]] = []
     monkeypatch.setattr(
-        "ingest.reader.read_file", lambda w, p, c: reads.append(p) or read_file(w, p, c)
+        "analytics._batch_rows.read_many",
+        lambda w, p, c: reads.append(list(p)) or read_many(w, p, c),
     )
     matrix, frame = read_batch(wh, specs, numeric, ["replica"])
-    assert sorted(reads) == sorted(paths)  # every file once
+    assert len(reads) == 1 and sorted(reads[0]) == sorted(paths)  # every file once, together
     whole = {p: read_file(wh, p, [*numeric, "replica"]) for p in paths}
     expected = [
         [whole[f][c][r].as_py() for c in [*numeric, "replica"]]
