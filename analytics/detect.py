@@ -465,7 +465,8 @@ def _pack_specs(specs: Sequence[WindowSpec]) -> tuple[Any, ...]:
         (*(getattr(spec, f) for f in _SPEC_SCALARS), tuple(where[f] for f in spec.files))
         for spec in specs
     ]
-    arrays = [np.concatenate([getattr(s, f) for s in specs]) for f in _SPEC_ARRAYS]
+    none = np.empty(0, np.uint32)
+    arrays = [np.concatenate([none, *(getattr(s, f) for s in specs)]) for f in _SPEC_ARRAYS]
     return names, scalars, *arrays
 
 

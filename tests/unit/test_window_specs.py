@@ -3,6 +3,8 @@ batch reads those rows, window after window, from each landing file once."""
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -12,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analytics._batch_rows import read_batch
-from analytics.detect import WindowSpec
+from analytics.detect import WindowSpec, _SpecBatch
 from analytics.windows import KEY_SCHEMA, plan_windows
 from harness import MODEL
 from harness.landing import holdout_rows, model_schema, write_landing
@@ -88,3 +90,20 @@ def test_a_batch_reads_its_windows_rows_in_order_each_file_once(tmp_path, monkey
     assert matrix.shape == (160, 5)
     np.testing.assert_array_equal(matrix, np.array([e[:5] for e in expected], dtype=float))
     assert frame["replica"].to_list() == [e[5] for e in expected]
+
+
+@settings(max_examples=50, deadline=None)
+@given(keys=planning_keys(), size=st.integers(1, 30))
+def test_a_task_s_specs_travel_packed_and_unpack_to_the_same_specs(keys, size):
+    plans, _ = plan_windows(keys, 2**62, size, 3, None)
+    specs = WindowSpec.from_plans(MODEL, plans, history_root="backfill/x")
+    wire = pickle.dumps(_SpecBatch(specs), protocol=5)
+    back = pickle.loads(wire)
+    assert back._specs is None  # unpickling (as Dask's scheduler does) builds no spec
+    assert len(back) == len(specs)
+    for got, spec in zip(back, specs, strict=True):
+        for f in dataclasses.fields(WindowSpec):
+            a, b = getattr(got, f.name), getattr(spec, f.name)
+            assert np.array_equal(a, b) if isinstance(b, np.ndarray) else a == b, f.name
+    again = pickle.loads(pickle.dumps(back, protocol=5))  # its packed form sent on as is
+    assert [s.window_id for s in again] == [s.window_id for s in specs]
