@@ -24,7 +24,7 @@ mark could still list it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +46,6 @@ __all__ = [
     "FeedMark",
     "advance",
     "file_keys",
-    "files_keys",
     "poll",
     "reading_order",
     "release",
@@ -167,17 +166,6 @@ def file_keys(warehouse: Warehouse, path: str) -> pl.DataFrame:
     """
     keys = read_keys(warehouse, path).with_columns(pl.lit(path, pl.String).alias("file"))
     return keys.select(list(KEY_SCHEMA))
-
-
-def files_keys(
-    warehouse: Warehouse, paths: Sequence[str]
-) -> tuple[pl.DataFrame, list[CorruptFileError | FileVanishedError]]:
-    """Read the planning keys of many landing files at once (columns of :data:`KEY_SCHEMA`,
-    files in ``paths`` order), and the error of each file not read (CorruptFileError: it
-    cannot be read; FileVanishedError: it is gone), in ``paths`` order."""
-    keys, failed = read_many_keys(warehouse, paths)
-    names = pl.Series("file", paths, pl.String)
-    return keys.with_columns(names.gather(keys["file"])).select(list(KEY_SCHEMA)), failed
 
 
 def poll(

@@ -20,7 +20,7 @@ from harness import MODEL
 from harness.landing import holdout_rows, write_landing
 from ingest import CorruptFileError, FileVanishedError, Warehouse, feed
 from ingest import reader as reader_module
-from ingest.feed import FeedMark, advance, file_keys, files_keys, poll
+from ingest.feed import FeedMark, advance, file_keys, poll
 from ingest.listing import list_landing
 from ingest.reader import read_file, read_files, read_keys, read_many, read_many_keys
 from ingest.schema import TS_TYPE
@@ -246,9 +246,6 @@ def test_a_torn_or_vanished_file_among_many_is_named(tmp_path):
     want = per_file_keys(wh, [paths[i] for i in good])
     want = want.with_columns(pl.Series("file", good, pl.UInt32).gather(want["file"]))
     assert keys.equals(want)
-    named, failed_again = files_keys(wh, paths)
-    assert [e.path for e in failed_again] == [paths[1], paths[3]]
-    assert named.equals(pl.concat([file_keys(wh, paths[i]) for i in good]))
 
 
 def test_a_bounded_poll_leaves_the_files_past_its_bound_unread_even_bad_ones(tmp_path):
