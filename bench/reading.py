@@ -9,7 +9,7 @@ byte for byte, are PUT into a bucket. Each round reads all ``--files`` files wit
 in turn, and the table gives per file the median over rounds of this process's CPU time (all
 its threads), wall time and, on S3, the GETs moto answered and moto's CPU time:
 
-- window rows (the profile's 31 numeric columns): file by file as ``read_files`` read them
+- window rows (the profile's 31 numeric columns): file by file, as the readers did before one scan
   before (pyarrow's default ``use_threads=True``, ``pl.from_arrow`` per file, an object
   store's files 8 at a time), file by file without pyarrow's threads (what ``read_many``
   falls back to on a failure), and ``read_many`` (one scan; also with Polars' own footer
@@ -52,7 +52,7 @@ Read = Callable[[Warehouse, list[str]], object]
 
 
 def file_by_file(warehouse: Warehouse, paths: list[str], columns: Sequence[str]) -> list:
-    """Window rows as ``read_files`` read them file by file, pyarrow's threads on."""
+    """Window rows read file by file, as before one scan, pyarrow's threads on."""
 
     def load(path: str) -> pl.DataFrame:
         table = pq.ParquetFile(warehouse.open_input(path, True)).read(columns=list(columns))

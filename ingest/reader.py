@@ -47,7 +47,6 @@ __all__ = [
     "landing_partitions",
     "list_landing",
     "read_file",
-    "read_files",
     "read_keys",
     "read_landing",
     "read_many",
@@ -170,24 +169,6 @@ def read_rows(
             raise IndexError(f"{sel.path} has {counts[i]} rows; a selection names {sel.rows}")
         take.append(starts[i] + at)
     return rows[np.concatenate(take)]
-
-
-def read_files(
-    warehouse: Warehouse, paths: Sequence[str], columns: Sequence[str]
-) -> list[pl.DataFrame]:
-    """Read each of ``paths`` whole (only ``columns``, in that order; one a file lacks is
-    null), in order, as :func:`read_many` reads them.
-
-    Raises
-    ------
-    CorruptFileError
-        If a file cannot be read.
-    FileVanishedError
-        If a file is gone.
-    """
-    rows, counts = read_many(warehouse, paths, columns)
-    starts = np.concatenate([[0], np.cumsum(counts)])
-    return [rows.slice(int(a), int(n)) for a, n in zip(starts, counts, strict=False)]
 
 
 def read_many(

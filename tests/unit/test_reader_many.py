@@ -22,7 +22,7 @@ from ingest import CorruptFileError, FileVanishedError, Warehouse, feed
 from ingest import reader as reader_module
 from ingest.feed import FeedMark, advance, file_keys, poll
 from ingest.listing import list_landing
-from ingest.reader import read_file, read_files, read_keys, read_many, read_many_keys
+from ingest.reader import read_file, read_keys, read_many, read_many_keys
 from ingest.schema import TS_TYPE
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(120)]
@@ -147,11 +147,6 @@ def test_one_scan_reads_every_version_as_file_by_file_reads_do(tmp_path_factory,
     rows, counts = reader_module._read_each(wh, paths, columns)
     check(rows, want)
     assert counts.tolist() == [t.num_rows for t in tables]
-    # read_files splits the same rows by file
-    if columns:
-        frames = read_files(wh, paths, columns)
-        assert [f.height for f in frames] == counts.tolist()
-        check(pl.concat(frames), want)
 
 
 def test_mixed_model_versions_are_read_in_one_scan(tmp_path, caplog):
